@@ -1,0 +1,4 @@
+fn main() {
+    // sqlx::migrate! embeds the files at compile time.
+    println!("cargo:rerun-if-changed=migrations");
+}

@@ -1,0 +1,238 @@
+//! Settings: every flag has a `REEL_*` environment twin; bad values stop start-up with a clear message.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::transcode::ladder::{LadderRung, parse_ladder};
+
+#[derive(Debug, Parser)]
+#[command(name = "reel", version, about = "Self-hosted video pipeline: upload, HLS ladder, live progress")]
+pub struct Cli {
+    /// Log output format.
+    #[arg(long, env = "REEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API and the encoder pool in one process.
+    Serve(Config),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address the HTTP server binds to (port 0 picks a free port).
+    #[arg(long, env = "REEL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Root of the media volume: sources/, hls/ and tmp/ live below it.
+    #[arg(long, env = "REEL_MEDIA_DIR", default_value = "./media")]
+    pub media_dir: PathBuf,
+
+    /// Database URL; defaults to a SQLite file inside the media dir.
+    #[arg(long, env = "REEL_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Number of concurrent encoders; defaults to one per two cores, at least one.
+    #[arg(long, env = "REEL_ENCODERS")]
+    pub encoders: Option<NonZeroUsize>,
+
+    /// Largest accepted upload, in bytes (suffixes KiB, MiB, GiB allowed).
+    #[arg(long, env = "REEL_MAX_UPLOAD_BYTES", default_value = "4GiB", value_parser = parse_bytes)]
+    pub max_upload_bytes: u64,
+
+    /// Jobs that may wait in the queue before uploads are refused with 503.
+    #[arg(long, env = "REEL_QUEUE_CAPACITY", default_value_t = 64)]
+    pub queue_capacity: u32,
+
+    /// Uploads are refused with 507 when the media volume has less free space than this.
+    #[arg(long, env = "REEL_MIN_FREE_BYTES", default_value = "512MiB", value_parser = parse_bytes)]
+    pub min_free_bytes: u64,
+
+    /// The system ffmpeg binary (never downloaded).
+    #[arg(long, env = "REEL_FFMPEG", default_value = "ffmpeg")]
+    pub ffmpeg: PathBuf,
+
+    /// The system ffprobe binary.
+    #[arg(long, env = "REEL_FFPROBE", default_value = "ffprobe")]
+    pub ffprobe: PathBuf,
+
+    /// Ladder rungs as `height:video_kbps`, comma separated; rungs above the source are skipped.
+    #[arg(long, env = "REEL_LADDER", default_value = "1080:5000,720:2800,480:1400,360:800,240:400", value_parser = parse_ladder)]
+    pub ladder: LadderSpec,
+
+    /// AAC bitrate of every rung, in kbit/s.
+    #[arg(long, env = "REEL_AUDIO_KBPS", default_value_t = 128)]
+    pub audio_kbps: u32,
+
+    /// x264 preset: slower presets give smaller files for more CPU.
+    #[arg(long, env = "REEL_X264_PRESET", default_value = "veryfast")]
+    pub x264_preset: String,
+
+    /// Target HLS segment duration in seconds; every segment starts on a keyframe in every rung.
+    #[arg(long, env = "REEL_SEGMENT_SECONDS", default_value_t = 4)]
+    pub segment_seconds: u32,
+
+    /// Kill ffmpeg and fail the job when its progress has not advanced for this many seconds.
+    #[arg(long, env = "REEL_STALL_TIMEOUT_SECS", default_value_t = 120)]
+    pub stall_timeout_secs: u64,
+
+    /// Niceness added to ffmpeg so the server stays responsive while it encodes.
+    #[arg(long, env = "REEL_FFMPEG_NICE", default_value_t = 10)]
+    pub ffmpeg_nice: i32,
+
+    /// Folder of the web page served at `/`.
+    #[arg(long, env = "REEL_STATIC_DIR", default_value = "./static")]
+    pub static_dir: PathBuf,
+
+    /// HTTP worker threads; defaults to the number of cores.
+    #[arg(long, env = "REEL_HTTP_WORKERS")]
+    pub http_workers: Option<NonZeroUsize>,
+}
+
+/// The configured ladder, highest rung first after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LadderSpec(pub Vec<LadderRung>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--segment-seconds must be between 1 and 30, got {0}")]
+    SegmentSeconds(u32),
+    #[error("--queue-capacity must be at least 1")]
+    QueueCapacity,
+    #[error("--stall-timeout-secs must be at least 5, got {0}")]
+    StallTimeout(u64),
+    #[error("--ffmpeg-nice must be between 0 and 19, got {0}")]
+    Nice(i32),
+    #[error("--audio-kbps must be between 32 and 512, got {0}")]
+    AudioKbps(u32),
+    #[error("--x264-preset {0:?} is not an x264 preset")]
+    Preset(String),
+}
+
+const X264_PRESETS: [&str; 10] = [
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
+];
+
+impl Config {
+    /// Checks what clap's types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=30).contains(&self.segment_seconds) {
+            return Err(ConfigError::SegmentSeconds(self.segment_seconds));
+        }
+        if self.queue_capacity == 0 {
+            return Err(ConfigError::QueueCapacity);
+        }
+        if self.stall_timeout_secs < 5 {
+            return Err(ConfigError::StallTimeout(self.stall_timeout_secs));
+        }
+        if !(0..=19).contains(&self.ffmpeg_nice) {
+            return Err(ConfigError::Nice(self.ffmpeg_nice));
+        }
+        if !(32..=512).contains(&self.audio_kbps) {
+            return Err(ConfigError::AudioKbps(self.audio_kbps));
+        }
+        if !X264_PRESETS.contains(&self.x264_preset.as_str()) {
+            return Err(ConfigError::Preset(self.x264_preset.clone()));
+        }
+        Ok(())
+    }
+
+    pub fn encoder_count(&self) -> usize {
+        self.encoders.map(NonZeroUsize::get).unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+            (cores / 2).max(1)
+        })
+    }
+
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.stall_timeout_secs)
+    }
+
+    /// A configuration for tests and embedding: everything below `media_dir`, port 0.
+    pub fn for_dir(media_dir: impl Into<PathBuf>) -> Self {
+        let ladder = parse_ladder("1080:5000,720:2800,480:1400,360:800,240:400")
+            .unwrap_or_else(|_| LadderSpec(Vec::new()));
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            media_dir: media_dir.into(),
+            database_url: None,
+            encoders: NonZeroUsize::new(1),
+            max_upload_bytes: 4 << 30,
+            queue_capacity: 64,
+            min_free_bytes: 0,
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+            ladder,
+            audio_kbps: 128,
+            x264_preset: "veryfast".into(),
+            segment_seconds: 4,
+            stall_timeout_secs: 120,
+            ffmpeg_nice: 10,
+            static_dir: "./static".into(),
+            http_workers: None,
+        }
+    }
+}
+
+/// Parses `1048576`, `512MiB`, `4GiB`, `10MB` (decimal) and the like.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits.parse().map_err(|_| format!("{text:?} is not a byte size"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        other => return Err(format!("unknown byte unit {other:?} in {text:?}")),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_accept_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("1024"), Ok(1024));
+        assert_eq!(parse_bytes("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_bytes("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("10MB"), Ok(10_000_000));
+        assert!(parse_bytes("ten").is_err());
+        assert!(parse_bytes("5 parsecs").is_err());
+        assert!(parse_bytes("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn a_bad_setting_is_a_typed_error() {
+        let mut config = Config::for_dir("/tmp/x");
+        config.segment_seconds = 0;
+        assert!(matches!(config.validate(), Err(ConfigError::SegmentSeconds(0))));
+        let mut config = Config::for_dir("/tmp/x");
+        config.x264_preset = "warp".into();
+        assert!(matches!(config.validate(), Err(ConfigError::Preset(_))));
+        assert!(Config::for_dir("/tmp/x").validate().is_ok());
+    }
+}

@@ -1,0 +1,159 @@
+//! The one mapping from domain errors to HTTP responses: `{"error": {"code", "message"}}`.
+//!
+//! Every `From` below matches exhaustively, so a new error variant forces a decision on its
+//! status and code. 5xx responses carry a generic message; their cause is logged here, once.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::media::MediaError;
+use crate::queue::QueueError;
+use crate::upload::UploadError;
+
+/// Seconds a client is asked to wait when the queue is full.
+const QUEUE_RETRY_AFTER: u32 = 30;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u32>,
+    /// Set when the request body was not read to the end: the connection cannot be reused.
+    close: bool,
+    cause: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code for scripts.
+    pub code: String,
+    /// What happened, for people.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), retry_after: None, close: false, cause: None }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "No video with this id.")
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>, retry_after: u32) -> Self {
+        Self { retry_after: Some(retry_after), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message) }
+    }
+
+    fn internal(cause: impl std::fmt::Debug) -> Self {
+        Self {
+            cause: Some(format!("{cause:?}")),
+            ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side; please retry.")
+        }
+    }
+
+    /// Closes the connection after the response (the request body was left unread).
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, cause = self.cause.as_deref().unwrap_or(""), "request failed");
+        }
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        if self.close {
+            response.force_close();
+        }
+        response.json(ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message.clone() } })
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(error: UploadError) -> Self {
+        match error {
+            UploadError::TooLarge { limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("The file is larger than the limit of {limit} bytes."),
+            )
+            .closing(),
+            UploadError::Empty => Self::bad_request("empty_body", "The upload is empty."),
+            UploadError::NotAVideo => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "The file is not a video container reel can read (MP4, MOV, MKV, WebM, AVI, TS, …).",
+            )
+            .closing(),
+            UploadError::InsufficientStorage => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                "The server is nearly out of disk space; try again later.",
+            )
+            .closing(),
+            UploadError::IdleTimeout(after) => Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "upload_timeout",
+                format!("The upload stalled for {} s and was dropped.", after.as_secs()),
+            )
+            .closing(),
+            UploadError::Body(reason) => Self::bad_request("bad_body", format!("The upload could not be read: {reason}")).closing(),
+            UploadError::Media(error) => Self::from(error).closing(),
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(error: QueueError) -> Self {
+        match error {
+            QueueError::Full { .. } => Self {
+                retry_after: Some(QUEUE_RETRY_AFTER),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", "Too many videos are waiting; retry later.")
+            },
+            error @ (QueueError::Database(_) | QueueError::Migrate(_) | QueueError::Corrupt { .. }) => Self::internal(error),
+        }
+    }
+}
+
+impl From<MediaError> for ApiError {
+    fn from(error: MediaError) -> Self {
+        if error.is_out_of_space() {
+            return Self::from(UploadError::InsufficientStorage);
+        }
+        match error {
+            error @ (MediaError::Prepare { .. } | MediaError::Io { .. }) => Self::internal(error),
+        }
+    }
+}

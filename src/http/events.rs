@@ -1,0 +1,178 @@
+//! `GET /api/v1/videos/{id}/events`: Server-Sent Events for one video.
+//!
+//! A snapshot first, then live events from the hub, one terminal event, end of stream. Every
+//! event carries an id; `Last-Event-ID` replays what the client missed instead of a snapshot
+//! when the hub still holds it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpRequest, Responder, get, web};
+use actix_web_lab::sse::{self, Sse};
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use super::parse_id;
+use super::resource::VideoResource;
+use crate::app::AppState;
+use crate::domain::{VideoId, VideoStatus};
+use crate::error::{ApiError, ErrorBody};
+use crate::progress::{JobEvent, Stamped};
+use crate::queue::Video;
+use crate::telemetry;
+
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+const RETRY: Duration = Duration::from_secs(3);
+
+#[derive(Serialize)]
+struct StatusChange {
+    id: VideoId,
+    status: VideoStatus,
+}
+
+fn frame(id: u64, name: &'static str, payload: &impl Serialize) -> Option<sse::Event> {
+    let data = sse::Data::new_json(payload).ok()?;
+    Some(sse::Event::Data(data.event(name).id(id.to_string())))
+}
+
+fn render(video: VideoId, stamped: &Stamped) -> Option<sse::Event> {
+    let id = stamped.id;
+    match &stamped.event {
+        JobEvent::Progress(update) => frame(id, "progress", update),
+        JobEvent::Status(status) => frame(id, "status", &StatusChange { id: video, status: *status }),
+        JobEvent::Ready(video) => frame(id, "ready", &VideoResource::new(video, None)),
+        JobEvent::Failed(video) => frame(id, "failed", &VideoResource::new(video, None)),
+        JobEvent::Canceled => frame(id, "canceled", &StatusChange { id: video, status: VideoStatus::Canceled }),
+        JobEvent::Reconnect => frame(id, "reconnect", &StatusChange { id: video, status: VideoStatus::Processing }),
+    }
+}
+
+fn terminal_frame(id: u64, video: &Video) -> Option<sse::Event> {
+    match video.status {
+        VideoStatus::Ready => frame(id, "ready", &VideoResource::new(video, None)),
+        VideoStatus::Failed => frame(id, "failed", &VideoResource::new(video, None)),
+        _ => frame(id, "canceled", &StatusChange { id: video.id, status: VideoStatus::Canceled }),
+    }
+}
+
+/// Counts open streams for `/metrics`; dropped with the stream.
+struct ClientGauge;
+
+impl ClientGauge {
+    fn open() -> Self {
+        metrics::gauge!(telemetry::SSE_CLIENTS).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for ClientGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(telemetry::SSE_CLIENTS).decrement(1.0);
+    }
+}
+
+struct Live {
+    video: VideoId,
+    receiver: broadcast::Receiver<Arc<Stamped>>,
+    last_sent: u64,
+    finished: bool,
+    _gauge: ClientGauge,
+}
+
+/// Live progress of one video as Server-Sent Events.
+#[utoipa::path(
+    tag = "videos",
+    params(("id" = String, Path, description = "Video id"),
+           ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
+    responses(
+        (status = 200, description = "`snapshot`, then `progress` / `status` events, then one of `ready`, `failed`, `canceled`",
+         content_type = "text/event-stream", body = String),
+        (status = 404, body = ErrorBody)
+    )
+)]
+#[get("/api/v1/videos/{id}/events")]
+pub async fn events(state: web::Data<AppState>, id: web::Path<String>, req: HttpRequest) -> Result<impl Responder, ApiError> {
+    let id = parse_id(&id)?;
+    let last_event_id: Option<u64> =
+        req.headers().get("Last-Event-ID").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    // Subscribe before reading the database: an event published in between is then not lost.
+    let subscription = state.hub.subscribe(id);
+    let video = match state.store.get(id).await {
+        Ok(Some(video)) => video,
+        other => {
+            drop(subscription);
+            state.hub.release(id);
+            return match other {
+                Err(error) => Err(error.into()),
+                _ => Err(ApiError::not_found()),
+            };
+        }
+    };
+
+    let mut first: Vec<sse::Event> = Vec::new();
+    let snapshot = |progress: f64, position: Option<u32>| {
+        let mut resource = VideoResource::new(&video, position);
+        resource.progress = resource.progress.max(progress);
+        frame(state.hub.stamp(), "snapshot", &resource)
+    };
+
+    if video.status.is_terminal() {
+        drop(subscription);
+        state.hub.release(id);
+        if last_event_id.is_none() {
+            first.extend(snapshot(0.0, None));
+        }
+        first.extend(terminal_frame(state.hub.stamp(), &video));
+        let once = stream::iter(first.into_iter().map(Ok::<_, Infallible>));
+        return Ok(respond(once.boxed_local()));
+    }
+
+    let resumable = last_event_id.filter(|n| subscription.recent.iter().any(|e| e.id == *n));
+    let last_sent = match resumable {
+        Some(n) => {
+            first.extend(subscription.recent.iter().filter(|e| e.id > n).filter_map(|e| render(id, e)));
+            subscription.recent.last().map_or(n, |e| e.id.max(n))
+        }
+        None => {
+            let position = if video.status == VideoStatus::Queued { state.store.queue_position(id).await? } else { None };
+            first.extend(snapshot(subscription.progress, position));
+            // The snapshot already reflects everything buffered so far.
+            subscription.recent.last().map_or(0, |e| e.id)
+        }
+    };
+    let finished = subscription.recent.iter().any(|e| e.id <= last_sent && e.event.is_terminal());
+    let live = Live { video: id, receiver: subscription.receiver, last_sent, finished, _gauge: ClientGauge::open() };
+    let live = stream::unfold(live, |mut live| async move {
+        if live.finished {
+            return None;
+        }
+        loop {
+            match live.receiver.recv().await {
+                Ok(stamped) if stamped.id <= live.last_sent => continue,
+                Ok(stamped) => {
+                    live.last_sent = stamped.id;
+                    live.finished = stamped.event.is_terminal() || matches!(stamped.event, JobEvent::Reconnect);
+                    if let Some(event) = render(live.video, &stamped) {
+                        return Some((Ok::<_, Infallible>(event), live));
+                    }
+                }
+                // Progress is latest-value: the next event carries the current state.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let all = stream::iter(first.into_iter().map(Ok::<_, Infallible>)).chain(live);
+    Ok(respond(all.boxed_local()))
+}
+
+fn respond(stream: futures_util::stream::LocalBoxStream<'static, Result<sse::Event, Infallible>>) -> impl Responder {
+    Sse::from_stream(stream)
+        .with_keep_alive(KEEP_ALIVE)
+        .with_retry_duration(RETRY)
+        .customize()
+        .insert_header(("X-Accel-Buffering", "no"))
+        .insert_header(("Cache-Control", "no-cache"))
+}

@@ -1,0 +1,56 @@
+//! Thin actix-web handlers: extract, call one `AppState` method, respond.
+
+mod events;
+mod files;
+mod health;
+pub mod resource;
+mod videos;
+
+use std::path::Path;
+
+use actix_web::web;
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
+
+use crate::domain::VideoId;
+use crate::error::ApiError;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "reel", description = "Self-hosted video pipeline: upload, HLS ladder, live progress."),
+    components(schemas(crate::error::ErrorBody, crate::progress::ProgressUpdate))
+)]
+struct ApiDoc;
+
+/// The documented API routes; the OpenAPI document is generated from exactly these.
+pub fn api(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    config
+        .service(videos::upload_video)
+        .service(videos::list_videos)
+        .service(videos::get_video)
+        .service(videos::delete_video)
+        .service(videos::download_source)
+        .service(events::events)
+        .service(health::healthz)
+        .service(health::readyz);
+}
+
+/// Routes outside the documented API; the web page comes last so it never shadows anything.
+pub fn configure_rest(config: &mut web::ServiceConfig, static_dir: &Path) {
+    config.service(health::prometheus_metrics).service(health::openapi).service(files::hls).service(files::page(static_dir));
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, mut document) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(api)
+        .split_for_parts();
+    document.info.version = env!("CARGO_PKG_VERSION").into();
+    document
+}
+
+fn parse_id(text: &str) -> Result<VideoId, ApiError> {
+    text.parse().map_err(|_| ApiError::not_found())
+}

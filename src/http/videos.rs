@@ -1,0 +1,233 @@
+//! `POST/GET/DELETE /api/v1/videos…`: upload, read, list, delete, download.
+
+use actix_files::NamedFile;
+use actix_multipart::Multipart;
+use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use futures_util::StreamExt;
+
+use super::parse_id;
+use super::resource::{ListQuery, VideoPage, VideoResource, video_url};
+use crate::app::{AppState, UploadMeta};
+use crate::domain::{VideoId, VideoStatus};
+use crate::error::{ApiError, ErrorBody};
+use crate::telemetry;
+use crate::upload::{self, UploadError};
+
+/// Longest title or file name kept, in characters.
+const MAX_TEXT: usize = 200;
+/// Largest non-file multipart field read (a title), in bytes.
+const MAX_FIELD: usize = 4096;
+
+fn header_text(req: &HttpRequest, name: &str) -> Option<String> {
+    let raw = req.headers().get(name)?.to_str().ok()?;
+    // The web page percent-encodes non-ASCII names; plain ASCII passes through unchanged.
+    let decoded = percent_decode(raw);
+    clean_text(&decoded)
+}
+
+fn clean_text(text: &str) -> Option<String> {
+    let cleaned: String = text.chars().filter(|c| !c.is_control()).take(MAX_TEXT).collect();
+    let cleaned = cleaned.trim();
+    (!cleaned.is_empty()).then(|| cleaned.to_owned())
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn declared_size(req: &HttpRequest) -> Option<u64> {
+    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn count_rejection(error: &ApiError) {
+    metrics::counter!(telemetry::UPLOADS, "outcome" => error.code()).increment(1);
+}
+
+/// Upload a video: multipart (`file`, optional `title`) or a raw body.
+#[utoipa::path(
+    tag = "videos",
+    request_body(content = Vec<u8>, description = "The video bytes (raw), or multipart/form-data with `file` and `title`",
+        content_type = "application/octet-stream"),
+    params(("X-Filename" = Option<String>, Header, description = "Original file name (raw uploads)"),
+           ("X-Title" = Option<String>, Header, description = "Title (raw uploads)")),
+    responses(
+        (status = 202, description = "Accepted and queued", body = VideoResource, headers(("Location" = String))),
+        (status = 400, description = "Empty or unreadable body", body = ErrorBody),
+        (status = 413, description = "Larger than the upload limit", body = ErrorBody),
+        (status = 415, description = "Not a video container", body = ErrorBody),
+        (status = 503, description = "Queue full or shutting down; see Retry-After", body = ErrorBody),
+        (status = 507, description = "The media volume is nearly full", body = ErrorBody),
+    )
+)]
+#[post("/api/v1/videos")]
+pub async fn upload_video(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let result = receive_upload(&state, &req, payload).await;
+    if let Err(error) = &result {
+        count_rejection(error);
+    }
+    let video = result?;
+    let resource = VideoResource::new(&video, state.store.queue_position(video.id).await.ok().flatten());
+    Ok(HttpResponse::Accepted().insert_header((header::LOCATION, video_url(video.id))).json(resource))
+}
+
+async fn receive_upload(state: &AppState, req: &HttpRequest, payload: web::Payload) -> Result<crate::queue::Video, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_ascii_lowercase();
+    let id = VideoId::new();
+    let limits = state.upload_limits();
+    let mut meta = UploadMeta::default();
+
+    if content_type.starts_with("multipart/form-data") {
+        // The declared length includes the form's framing, so it is not held against the limit.
+        state.admit_upload(&UploadMeta::default()).await?;
+        let mut form = Multipart::new(req.headers(), payload);
+        let mut received = None;
+        while let Some(field) = form.next().await {
+            let mut field = field.map_err(|e| ApiError::from(UploadError::Body(e.to_string())))?;
+            match field.name() {
+                Some("file") if received.is_none() => {
+                    meta.filename = field.content_disposition().and_then(|d| d.get_filename()).and_then(clean_text);
+                    received = Some(upload::receive(&mut field, &state.media, id, limits).await?);
+                }
+                Some("title") => {
+                    let mut text = Vec::new();
+                    while let Some(chunk) = field.next().await {
+                        let chunk = chunk.map_err(|e| ApiError::from(UploadError::Body(e.to_string())))?;
+                        if text.len() + chunk.len() > MAX_FIELD {
+                            return Err(ApiError::bad_request("title_too_long", "The title is too long.").closing());
+                        }
+                        text.extend_from_slice(&chunk);
+                    }
+                    meta.title = clean_text(&String::from_utf8_lossy(&text));
+                }
+                // Unknown fields (or a second file) are read and dropped.
+                _ => while field.next().await.is_some() {},
+            }
+        }
+        let received =
+            received.ok_or_else(|| ApiError::bad_request("missing_file", "The form has no `file` field."))?;
+        return state.file_upload(id, received, meta).await;
+    }
+
+    let is_video = content_type.starts_with("video/") || content_type.starts_with("application/octet-stream");
+    if !is_video {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Send the video as multipart/form-data, video/* or application/octet-stream, not {content_type}."),
+        )
+        .closing());
+    }
+    meta.declared_size = declared_size(req);
+    meta.filename = header_text(req, "X-Filename");
+    meta.title = header_text(req, "X-Title");
+    state.admit_upload(&meta).await?;
+    let received = upload::receive(payload, &state.media, id, limits).await?;
+    state.file_upload(id, received, meta).await
+}
+
+/// One video.
+#[utoipa::path(
+    tag = "videos",
+    params(("id" = String, Path, description = "Video id")),
+    responses((status = 200, body = VideoResource), (status = 404, body = ErrorBody))
+)]
+#[get("/api/v1/videos/{id}")]
+pub async fn get_video(state: web::Data<AppState>, id: web::Path<String>) -> Result<web::Json<VideoResource>, ApiError> {
+    let id = parse_id(&id)?;
+    let video = state.store.get(id).await?.ok_or_else(ApiError::not_found)?;
+    let position = if video.status == VideoStatus::Queued { state.store.queue_position(id).await? } else { None };
+    Ok(web::Json(VideoResource::new(&video, position)))
+}
+
+/// Videos, newest first, cursor paginated.
+#[utoipa::path(
+    tag = "videos",
+    params(ListQuery),
+    responses((status = 200, body = VideoPage), (status = 400, body = ErrorBody))
+)]
+#[get("/api/v1/videos")]
+pub async fn list_videos(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<web::Json<VideoPage>, ApiError> {
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_limit", "`limit` must be between 1 and 100."));
+    }
+    let cursor = match &query.cursor {
+        Some(text) => Some(text.parse::<VideoId>().map_err(|_| ApiError::bad_request("invalid_cursor", "`cursor` is not a cursor from a previous page."))?),
+        None => None,
+    };
+    let mut videos = state.store.list(limit + 1, cursor, query.status).await?;
+    let next_cursor = if videos.len() > limit as usize {
+        videos.truncate(limit as usize);
+        videos.last().map(|v| v.id.to_string())
+    } else {
+        None
+    };
+    let queued: Vec<VideoId> = if videos.iter().any(|v| v.status == VideoStatus::Queued) {
+        state.store.queued_ids(10_000).await?
+    } else {
+        Vec::new()
+    };
+    let items = videos
+        .iter()
+        .map(|v| {
+            let position = queued.iter().position(|q| *q == v.id).and_then(|p| u32::try_from(p + 1).ok());
+            VideoResource::new(v, position)
+        })
+        .collect();
+    Ok(web::Json(VideoPage { items, next_cursor }))
+}
+
+/// Delete a video: cancels its job (killing ffmpeg) and removes source and outputs.
+#[utoipa::path(
+    tag = "videos",
+    params(("id" = String, Path, description = "Video id")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody))
+)]
+#[delete("/api/v1/videos/{id}")]
+pub async fn delete_video(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    if state.delete_video(id).await? { Ok(HttpResponse::NoContent().finish()) } else { Err(ApiError::not_found()) }
+}
+
+/// The original upload, with Range support.
+#[utoipa::path(
+    tag = "videos",
+    params(("id" = String, Path, description = "Video id")),
+    responses((status = 200, description = "The original bytes", content_type = "application/octet-stream"),
+              (status = 206, description = "A byte range"), (status = 404, body = ErrorBody))
+)]
+#[get("/api/v1/videos/{id}/source")]
+pub async fn download_source(state: web::Data<AppState>, id: web::Path<String>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let video = state.store.get(id).await?.ok_or_else(ApiError::not_found)?;
+    let file = NamedFile::open_async(state.media.source_path(id)).await.map_err(|_| ApiError::not_found())?;
+    let name = video.filename.unwrap_or_else(|| format!("{id}.video"));
+    let file = file
+        .set_content_type(mime::APPLICATION_OCTET_STREAM)
+        .set_content_disposition(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(name)],
+        });
+    Ok(file.into_response(&req))
+}

@@ -1,0 +1,56 @@
+//! Logs (tracing) and the names of every Prometheus metric, in one place.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+pub const UPLOADS: &str = "reel_uploads_total";
+pub const UPLOAD_BYTES: &str = "reel_upload_bytes_total";
+pub const QUEUE_DEPTH: &str = "reel_queue_depth";
+pub const ENCODERS_BUSY: &str = "reel_encoders_busy";
+pub const JOBS: &str = "reel_jobs_total";
+pub const JOB_DURATION: &str = "reel_job_duration_seconds";
+pub const SSE_CLIENTS: &str = "reel_sse_clients";
+
+/// Installs the global tracing subscriber; `RUST_LOG` overrides the default level.
+pub fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Builds the Prometheus recorder. Installed globally once per process; later calls (tests
+/// running several servers in one process) reuse the first handle.
+pub fn init_metrics() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(JOB_DURATION.into()),
+                    &[1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(UPLOADS, "Uploads by outcome (accepted, too_large, not_video, …).");
+    describe_counter!(UPLOAD_BYTES, "Bytes of accepted uploads.");
+    describe_gauge!(QUEUE_DEPTH, "Jobs waiting in the queue.");
+    describe_gauge!(ENCODERS_BUSY, "Encoders running a job right now.");
+    describe_counter!(JOBS, "Finished jobs by outcome (ready, failed, canceled, requeued).");
+    describe_histogram!(JOB_DURATION, metrics::Unit::Seconds, "Wall time of a job from claim to its end, by outcome.");
+    describe_gauge!(SSE_CLIENTS, "Open Server-Sent Events streams.");
+}

@@ -1,0 +1,224 @@
+//! Reads what ffmpeg really wrote (segment sizes, codec configuration) and writes the master playlist.
+
+use std::path::{Path, PathBuf};
+
+use m3u8_rs::{MasterPlaylist, Playlist, Resolution, VariantStream};
+
+use super::ladder::PlannedRung;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaylistError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid media playlist")]
+    Invalid { path: PathBuf },
+    #[error("{path} has no H.264 configuration (avcC)")]
+    NoVideoConfig { path: PathBuf },
+}
+
+/// A rung as written: its measured rates and its codecs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenRung {
+    pub rung: PlannedRung,
+    pub peak_bps: u64,
+    pub average_bps: u64,
+    pub codecs: String,
+    pub segments: usize,
+    pub duration: f64,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PlaylistError> {
+    std::fs::read(path).map_err(|source| PlaylistError::Read { path: path.to_path_buf(), source })
+}
+
+/// Measures one rung folder (`index.m3u8`, `init.mp4`-style map, segments).
+pub fn inspect_rung(dir: &Path, rung: &PlannedRung, has_audio: bool) -> Result<WrittenRung, PlaylistError> {
+    let playlist_path = dir.join("index.m3u8");
+    let invalid = || PlaylistError::Invalid { path: playlist_path.clone() };
+    let playlist = match m3u8_rs::parse_playlist_res(&read(&playlist_path)?) {
+        Ok(Playlist::MediaPlaylist(playlist)) => playlist,
+        _ => return Err(invalid()),
+    };
+    if playlist.segments.is_empty() || !playlist.end_list {
+        return Err(invalid());
+    }
+    let mut init_uri = None;
+    let (mut peak, mut total_bits, mut total_duration) = (0.0f64, 0.0f64, 0.0f64);
+    for segment in &playlist.segments {
+        if let Some(map) = &segment.map {
+            init_uri = Some(map.uri.clone());
+        }
+        let path = dir.join(&segment.uri);
+        let bytes = std::fs::metadata(&path).map_err(|source| PlaylistError::Read { path, source })?.len();
+        let bits = bytes as f64 * 8.0;
+        let duration = f64::from(segment.duration);
+        total_bits += bits;
+        total_duration += duration;
+        // Very short tail segments overstate the rate; count them at a full second at least.
+        peak = peak.max(bits / duration.max(1.0));
+    }
+    let init_uri = init_uri.ok_or_else(invalid)?;
+    let init = read(&dir.join(&init_uri))?;
+    let video = avc_codec(&init).ok_or_else(|| PlaylistError::NoVideoConfig { path: dir.join(&init_uri) })?;
+    let codecs = match (has_audio, aac_codec(&init)) {
+        (true, Some(audio)) => format!("{video},{audio}"),
+        _ => video,
+    };
+    Ok(WrittenRung {
+        rung: rung.clone(),
+        peak_bps: peak.ceil() as u64,
+        average_bps: (total_bits / total_duration.max(0.001)).ceil() as u64,
+        codecs,
+        segments: playlist.segments.len(),
+        duration: total_duration,
+    })
+}
+
+/// Finds a box by its four-character type and returns its payload (after the 8-byte header).
+fn find_box<'a>(data: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
+    let at = data.windows(4).position(|w| w == kind)?;
+    let size_start = at.checked_sub(4)?;
+    let size = u32::from_be_bytes(data.get(size_start..at)?.try_into().ok()?) as usize;
+    let end = size_start.checked_add(size)?.min(data.len());
+    data.get(at + 4..end)
+}
+
+/// `avc1.PPCCLL` from the avcC box: profile, constraint flags and level exactly as encoded.
+pub fn avc_codec(init: &[u8]) -> Option<String> {
+    let avcc = find_box(init, b"avcC")?;
+    let (profile, constraints, level) = (*avcc.get(1)?, *avcc.get(2)?, *avcc.get(3)?);
+    Some(format!("avc1.{profile:02x}{constraints:02x}{level:02x}"))
+}
+
+/// `mp4a.OO.A` from the esds box: object type indication and AAC audio object type.
+pub fn aac_codec(init: &[u8]) -> Option<String> {
+    let esds = find_box(init, b"esds")?;
+    let mut pos = 4; // version and flags
+    let mut object_type = None;
+    while pos < esds.len() {
+        let tag = *esds.get(pos)?;
+        pos += 1;
+        // Descriptor sizes are 1-4 bytes, 7 bits each.
+        let mut size = 0usize;
+        for _ in 0..4 {
+            let byte = *esds.get(pos)?;
+            pos += 1;
+            size = (size << 7) | usize::from(byte & 0x7f);
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        match tag {
+            0x03 => {
+                let flags = *esds.get(pos + 2)?;
+                pos += 3;
+                if flags & 0x80 != 0 {
+                    pos += 2;
+                }
+                if flags & 0x40 != 0 {
+                    pos += 1 + usize::from(*esds.get(pos)?);
+                }
+                if flags & 0x20 != 0 {
+                    pos += 2;
+                }
+            }
+            0x04 => {
+                object_type = Some(*esds.get(pos)?);
+                pos += 13;
+            }
+            0x05 => {
+                let audio_object_type = esds.get(pos)? >> 3;
+                return Some(format!("mp4a.{:x}.{audio_object_type}", object_type?));
+            }
+            _ => pos += size,
+        }
+    }
+    None
+}
+
+/// Writes `master.m3u8` with rungs in ascending bandwidth order.
+pub fn write_master(path: &Path, rungs: &[WrittenRung], frame_rate: f64) -> Result<(), PlaylistError> {
+    let mut ordered: Vec<&WrittenRung> = rungs.iter().collect();
+    ordered.sort_by_key(|r| r.peak_bps);
+    let master = MasterPlaylist {
+        version: Some(7),
+        independent_segments: true,
+        variants: ordered
+            .iter()
+            .map(|r| VariantStream {
+                uri: format!("{}/index.m3u8", r.rung.name),
+                bandwidth: r.peak_bps,
+                average_bandwidth: Some(r.average_bps),
+                codecs: Some(r.codecs.clone()),
+                resolution: Some(Resolution { width: u64::from(r.rung.width), height: u64::from(r.rung.height) }),
+                frame_rate: Some((frame_rate * 1000.0).round() / 1000.0),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let write_error = |source| PlaylistError::Write { path: path.to_path_buf(), source };
+    let mut bytes = Vec::new();
+    master.write_to(&mut bytes).map_err(write_error)?;
+    std::fs::write(path, bytes).map_err(write_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boxed(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut data = ((payload.len() + 8) as u32).to_be_bytes().to_vec();
+        data.extend_from_slice(kind);
+        data.extend_from_slice(payload);
+        data
+    }
+
+    #[test]
+    fn codecs_come_from_the_encoded_configuration() {
+        let mut init = boxed(b"ftyp", b"isom");
+        init.extend(boxed(b"avcC", &[1, 0x64, 0x00, 0x1f, 0xff]));
+        // esds: ES descriptor (id 1, no flags) > decoder config (AAC 0x40) > specific info (AAC-LC = 2).
+        let esds = [
+            0, 0, 0, 0, 0x03, 0x19, 0, 1, 0, 0x04, 0x11, 0x40, 0x15, 0, 0, 0, 0, 0x01, 0xf4, 0, 0, 0x01, 0xf4, 0,
+            0x05, 0x02, 0x11, 0x90,
+        ];
+        init.extend(boxed(b"esds", &esds));
+        assert_eq!(avc_codec(&init).as_deref(), Some("avc1.64001f"));
+        assert_eq!(aac_codec(&init).as_deref(), Some("mp4a.40.2"));
+        assert_eq!(avc_codec(b"nothing here"), None);
+        assert_eq!(aac_codec(&boxed(b"esds", &[0, 0, 0, 0, 0x03])), None);
+    }
+
+    #[test]
+    fn master_lists_rungs_ascending_with_rounded_frame_rate() {
+        let rung = |name: &str, w, h, peak| WrittenRung {
+            rung: PlannedRung { name: name.into(), width: w, height: h, video_kbps: 1 },
+            peak_bps: peak,
+            average_bps: peak / 2,
+            codecs: "avc1.64001f,mp4a.40.2".into(),
+            segments: 1,
+            duration: 1.0,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.m3u8");
+        write_master(&path, &[rung("720p", 1280, 720, 3_000_000), rung("360p", 640, 360, 900_000)], 30000.0 / 1001.0)
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.find("360p/index.m3u8") < text.find("720p/index.m3u8"), "{text}");
+        assert!(text.contains("FRAME-RATE=29.97"), "{text}");
+        assert!(text.contains("AVERAGE-BANDWIDTH=450000"));
+        assert!(text.contains("#EXT-X-INDEPENDENT-SEGMENTS"));
+        assert!(matches!(m3u8_rs::parse_playlist_res(text.as_bytes()), Ok(Playlist::MasterPlaylist(_))));
+    }
+}

@@ -1,0 +1,210 @@
+//! Streams an upload body to `tmp/` with a fixed buffer, then moves it to `sources/`.
+//!
+//! The body is never held in memory: each chunk is counted against the size limit, written
+//! through a fixed-size buffer (awaiting each write, so a slow disk slows the socket down), and
+//! the first bytes are sniffed for a video container. Any failure drops the staged file, which
+//! removes it.
+
+pub mod sniff;
+
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tempfile::TempPath;
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+use crate::domain::VideoId;
+use crate::media::{MediaError, MediaRoot, sync_dir};
+use sniff::{Container, SNIFF_LEN, sniff};
+
+/// Write buffer between the socket and the file: the only per-upload memory.
+const WRITE_BUFFER: usize = 256 * 1024;
+/// Free space is re-checked after this many bytes.
+const SPACE_CHECK_EVERY: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    pub max_bytes: u64,
+    pub min_free_bytes: u64,
+    /// A client that sends nothing for this long is cut off.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("the upload is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the upload is empty")]
+    Empty,
+    #[error("the bytes are not a known video container")]
+    NotAVideo,
+    #[error("the media volume is nearly full")]
+    InsufficientStorage,
+    #[error("the client sent nothing for {0:?}")]
+    IdleTimeout(Duration),
+    #[error("the upload body could not be read: {0}")]
+    Body(String),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+}
+
+/// A complete upload in `tmp/`, removed on drop until [`Received::persist`].
+#[derive(Debug)]
+pub struct Received {
+    staged: TempPath,
+    pub size: u64,
+    pub container: Container,
+}
+
+impl Received {
+    /// fsyncs the file and renames it to `sources/<id>`.
+    pub async fn persist(self, media: &MediaRoot, id: VideoId) -> Result<(), MediaError> {
+        let target = media.source_path(id);
+        let staged = self.staged;
+        let sources = target.parent().map(|p| p.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            staged
+                .persist(&target)
+                .map_err(|e| MediaError::Io { path: target.clone(), source: e.error })?;
+            if let Some(dir) = sources {
+                sync_dir(&dir);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|join| MediaError::Io { path: media.source_path(id), source: io::Error::other(join) })?
+    }
+}
+
+/// Checks free space before anything is read.
+pub fn check_space(media: &MediaRoot, limits: &UploadLimits, expected: Option<u64>) -> Result<(), UploadError> {
+    let free = media.free_bytes()?;
+    let needed = limits.min_free_bytes.saturating_add(expected.unwrap_or(0));
+    if free < needed {
+        return Err(UploadError::InsufficientStorage);
+    }
+    Ok(())
+}
+
+/// Streams `body` into a staged file for video `id`.
+pub async fn receive<S, E>(
+    body: S,
+    media: &MediaRoot,
+    id: VideoId,
+    limits: UploadLimits,
+) -> Result<Received, UploadError>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    let staged = media.stage_upload(id)?;
+    let (file, staged) = staged.into_parts();
+    let path = staged.to_path_buf();
+    let io_error = |source: io::Error| -> UploadError {
+        let error = MediaError::Io { path: path.clone(), source };
+        if error.is_out_of_space() { UploadError::InsufficientStorage } else { UploadError::Media(error) }
+    };
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file));
+    let mut head: Vec<u8> = Vec::with_capacity(SNIFF_LEN);
+    let mut container = None;
+    let mut size: u64 = 0;
+    let mut next_space_check = SPACE_CHECK_EVERY;
+
+    let mut body = std::pin::pin!(body);
+    loop {
+        let chunk = match tokio::time::timeout(limits.idle_timeout, body.next()).await {
+            Err(_) => return Err(UploadError::IdleTimeout(limits.idle_timeout)),
+            Ok(None) => break,
+            Ok(Some(Err(error))) => return Err(UploadError::Body(error.to_string())),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        size += chunk.len() as u64;
+        if size > limits.max_bytes {
+            return Err(UploadError::TooLarge { limit: limits.max_bytes });
+        }
+        if container.is_none() {
+            let wanted = SNIFF_LEN - head.len();
+            head.extend_from_slice(&chunk[..chunk.len().min(wanted)]);
+            if head.len() == SNIFF_LEN {
+                container = Some(sniff(&head).ok_or(UploadError::NotAVideo)?);
+            }
+        }
+        writer.write_all(&chunk).await.map_err(io_error)?;
+        if size >= next_space_check {
+            next_space_check = size + SPACE_CHECK_EVERY;
+            if media.free_bytes()? < limits.min_free_bytes / 2 {
+                return Err(UploadError::InsufficientStorage);
+            }
+        }
+    }
+    if size == 0 {
+        return Err(UploadError::Empty);
+    }
+    let container = match container {
+        Some(container) => container,
+        None => sniff(&head).ok_or(UploadError::NotAVideo)?,
+    };
+    writer.flush().await.map_err(io_error)?;
+    let file = writer.into_inner();
+    file.sync_all().await.map_err(io_error)?;
+    drop(file);
+    Ok(Received { staged, size, container })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::stream;
+
+    fn limits(max_bytes: u64) -> UploadLimits {
+        UploadLimits { max_bytes, min_free_bytes: 0, idle_timeout: Duration::from_secs(5) }
+    }
+
+    fn mp4_head() -> Vec<u8> {
+        let mut head = vec![0, 0, 0, 0x20];
+        head.extend_from_slice(b"ftypisom");
+        head.resize(4096, 7);
+        head
+    }
+
+    fn chunks(data: Vec<u8>, size: usize) -> impl Stream<Item = Result<Bytes, io::Error>> {
+        let parts: Vec<_> = data.chunks(size).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        stream::iter(parts)
+    }
+
+    #[tokio::test]
+    async fn a_video_is_written_whole_and_persisted() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let media = MediaRoot::open(dir.path())?;
+        let id = VideoId::new();
+        let data = mp4_head();
+        let received = receive(chunks(data.clone(), 100), &media, id, limits(1 << 20)).await?;
+        assert_eq!(received.size, data.len() as u64);
+        assert_eq!(received.container, Container::IsoBmff);
+        received.persist(&media, id).await?;
+        assert_eq!(std::fs::read(media.source_path(id))?, data);
+        assert_eq!(std::fs::read_dir(media.tmp_dir())?.count(), 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn failures_leave_nothing_in_tmp() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let media = MediaRoot::open(dir.path())?;
+        let too_large = receive(chunks(mp4_head(), 1000), &media, VideoId::new(), limits(2000)).await;
+        assert!(matches!(too_large, Err(UploadError::TooLarge { limit: 2000 })));
+        let junk = receive(chunks(vec![b'x'; 5000], 1000), &media, VideoId::new(), limits(1 << 20)).await;
+        assert!(matches!(junk, Err(UploadError::NotAVideo)));
+        let short_junk = receive(chunks(b"hi".to_vec(), 1), &media, VideoId::new(), limits(1 << 20)).await;
+        assert!(matches!(short_junk, Err(UploadError::NotAVideo)));
+        let empty = receive(chunks(Vec::new(), 1), &media, VideoId::new(), limits(1 << 20)).await;
+        assert!(matches!(empty, Err(UploadError::Empty)));
+        let broken = stream::iter(vec![Ok(Bytes::from(mp4_head())), Err(io::Error::other("reset"))]);
+        let dropped = receive(broken, &media, VideoId::new(), limits(1 << 20)).await;
+        assert!(matches!(dropped, Err(UploadError::Body(_))));
+        assert_eq!(std::fs::read_dir(media.tmp_dir())?.count(), 0);
+        Ok(())
+    }
+}
