@@ -77,25 +77,46 @@ impl AppState {
     /// Refuses an upload before its body is read: shutting down, declared too large, queue full, disk full.
     pub async fn admit_upload(&self, meta: &UploadMeta) -> Result<(), crate::error::ApiError> {
         if self.shutdown.is_cancelled() {
-            return Err(crate::error::ApiError::unavailable("The server is restarting; retry shortly.", 5).closing());
+            return Err(crate::error::ApiError::unavailable(
+                "The server is restarting; retry shortly.",
+                5,
+            )
+            .closing());
         }
-        if let Some(size) = meta.declared_size {
-            if size > self.config.max_upload_bytes {
-                return Err(UploadError::TooLarge { limit: self.config.max_upload_bytes }.into());
+        if let Some(size) = meta.declared_size
+            && size > self.config.max_upload_bytes
+        {
+            return Err(UploadError::TooLarge {
+                limit: self.config.max_upload_bytes,
             }
+            .into());
         }
         if self.store.queued_count().await? >= self.config.queue_capacity {
-            return Err(crate::error::ApiError::from(QueueError::Full { capacity: self.config.queue_capacity }).closing());
+            return Err(crate::error::ApiError::from(QueueError::Full {
+                capacity: self.config.queue_capacity,
+            })
+            .closing());
         }
         upload::check_space(&self.media, &self.upload_limits(), meta.declared_size)?;
         Ok(())
     }
 
     /// Files a fully received upload: moves it to `sources/`, queues its job, wakes an encoder.
-    pub async fn file_upload(&self, id: VideoId, received: upload::Received, meta: UploadMeta) -> Result<Video, crate::error::ApiError> {
+    /// The id is made here, so queue order is the order in which uploads completed.
+    pub async fn file_upload(
+        &self,
+        received: upload::Received,
+        meta: UploadMeta,
+    ) -> Result<Video, crate::error::ApiError> {
+        let id = VideoId::new();
         let size = received.size;
         received.persist(&self.media, id).await?;
-        let new = NewVideo { id, title: meta.title, filename: meta.filename, source_size: size };
+        let new = NewVideo {
+            id,
+            title: meta.title,
+            filename: meta.filename,
+            source_size: size,
+        };
         match self.store.enqueue(&new, self.config.queue_capacity).await {
             Ok(video) => {
                 metrics::counter!(telemetry::UPLOADS, "outcome" => "accepted").increment(1);
@@ -141,7 +162,10 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         config.validate()?;
         let media = MediaRoot::open(&config.media_dir)?;
-        let database_url = config.database_url.clone().unwrap_or_else(|| Store::sqlite_url_in(media.root()));
+        let database_url = config
+            .database_url
+            .clone()
+            .unwrap_or_else(|| Store::sqlite_url_in(media.root()));
         let store = Store::connect(&database_url).await?;
 
         // Single node: whatever was processing died with the previous process.
@@ -152,15 +176,25 @@ impl Application {
         }
 
         let hub = Arc::new(Hub::new());
-        let encoders = Encoders::new(store.clone(), media.clone(), hub.clone(), Settings::from(&config));
+        let encoders = Encoders::new(
+            store.clone(),
+            media.clone(),
+            hub.clone(),
+            Settings::from(&config),
+        );
         let shutdown = CancellationToken::new();
         let encoder_count = config.encoder_count();
         let workers = encoders.spawn(encoder_count, &shutdown);
         metrics::gauge!(telemetry::QUEUE_DEPTH).set(f64::from(store.queued_count().await?));
 
-        let listener =
-            TcpListener::bind(config.listen).map_err(|source| StartupError::Bind { addr: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.listen, source })?;
+        let listener = TcpListener::bind(config.listen).map_err(|source| StartupError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let http_workers = config
             .http_workers
             .map(|n| n.get())
@@ -202,7 +236,13 @@ impl Application {
             }
         });
         info!(%addr, encoders = encoder_count, http_workers, "listening");
-        Ok(Self { port: addr.port(), server, state, workers, sweeper })
+        Ok(Self {
+            port: addr.port(),
+            server,
+            state,
+            workers,
+            sweeper,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -211,7 +251,10 @@ impl Application {
 
     /// Serves until `stop` resolves, then shuts down in order: refuse uploads, end SSE streams
     /// with a `reconnect` event, stop the encoders (requeueing their jobs), stop HTTP.
-    pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> Result<(), StartupError> {
+    pub async fn run_until_stopped(
+        self,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), StartupError> {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
         stop.await;
@@ -219,12 +262,17 @@ impl Application {
         self.state.shutdown.cancel();
         self.state.hub.close_all();
         let workers = futures_util::future::join_all(self.workers);
-        if tokio::time::timeout(SHUTDOWN_DEADLINE, workers).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, workers)
+            .await
+            .is_err()
+        {
             warn!("encoders did not stop in time; their leases will expire and requeue the jobs");
         }
         self.sweeper.abort();
         handle.stop(true).await;
-        let result = server.await.map_err(|join| StartupError::Server(std::io::Error::other(join)))?;
+        let result = server
+            .await
+            .map_err(|join| StartupError::Server(std::io::Error::other(join)))?;
         self.state.store.close().await;
         result.map_err(StartupError::Server)
     }
@@ -247,7 +295,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the process can still be killed; run forever.
         std::future::pending::<()>().await;
         return;

@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::transcode::ladder::{LadderRung, parse_ladder};
 
 #[derive(Debug, Parser)]
-#[command(name = "reel", version, about = "Self-hosted video pipeline: upload, HLS ladder, live progress")]
+#[command(
+    name = "reel",
+    version,
+    about = "Self-hosted video pipeline: upload, HLS ladder, live progress"
+)]
 pub struct Cli {
     /// Log output format.
     #[arg(long, env = "REEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
@@ -97,6 +101,10 @@ pub struct Config {
     #[arg(long, env = "REEL_STATIC_DIR", default_value = "./static")]
     pub static_dir: PathBuf,
 
+    /// Behind nginx: answer source downloads with `X-Accel-Redirect: /_sources/<id>` and let nginx send the file.
+    #[arg(long, env = "REEL_ACCEL_REDIRECT", default_value_t = false)]
+    pub accel_redirect: bool,
+
     /// HTTP worker threads; defaults to the number of cores.
     #[arg(long, env = "REEL_HTTP_WORKERS")]
     pub http_workers: Option<NonZeroUsize>,
@@ -123,7 +131,16 @@ pub enum ConfigError {
 }
 
 const X264_PRESETS: [&str; 10] = [
-    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
 ];
 
 impl Config {
@@ -182,6 +199,7 @@ impl Config {
             stall_timeout_secs: 120,
             ffmpeg_nice: 10,
             static_dir: "./static".into(),
+            accel_redirect: false,
             http_workers: None,
         }
     }
@@ -190,9 +208,13 @@ impl Config {
 /// Parses `1048576`, `512MiB`, `4GiB`, `10MB` (decimal) and the like.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let number: u64 = digits.parse().map_err(|_| format!("{text:?} is not a byte size"))?;
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte size"))?;
     let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -229,7 +251,10 @@ mod tests {
     fn a_bad_setting_is_a_typed_error() {
         let mut config = Config::for_dir("/tmp/x");
         config.segment_seconds = 0;
-        assert!(matches!(config.validate(), Err(ConfigError::SegmentSeconds(0))));
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::SegmentSeconds(0))
+        ));
         let mut config = Config::for_dir("/tmp/x");
         config.x264_preset = "warp".into();
         assert!(matches!(config.validate(), Err(ConfigError::Preset(_))));

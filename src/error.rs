@@ -42,7 +42,14 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None, close: false, cause: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            close: false,
+            cause: None,
+        }
     }
 
     pub fn not_found() -> Self {
@@ -54,13 +61,20 @@ impl ApiError {
     }
 
     pub fn unavailable(message: impl Into<String>, retry_after: u32) -> Self {
-        Self { retry_after: Some(retry_after), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message) }
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        }
     }
 
     fn internal(cause: impl std::fmt::Debug) -> Self {
         Self {
             cause: Some(format!("{cause:?}")),
-            ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side; please retry.")
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Something went wrong on our side; please retry.",
+            )
         }
     }
 
@@ -77,7 +91,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -88,7 +108,11 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if self.status.is_server_error() {
-            tracing::error!(code = self.code, cause = self.cause.as_deref().unwrap_or(""), "request failed");
+            tracing::error!(
+                code = self.code,
+                cause = self.cause.as_deref().unwrap_or(""),
+                "request failed"
+            );
         }
         let mut response = HttpResponse::build(self.status);
         if let Some(seconds) = self.retry_after {
@@ -97,7 +121,12 @@ impl ResponseError for ApiError {
         if self.close {
             response.force_close();
         }
-        response.json(ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message.clone() } })
+        response.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code.into(),
+                message: self.message.clone(),
+            },
+        })
     }
 }
 
@@ -140,9 +169,15 @@ impl From<QueueError> for ApiError {
         match error {
             QueueError::Full { .. } => Self {
                 retry_after: Some(QUEUE_RETRY_AFTER),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", "Too many videos are waiting; retry later.")
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "queue_full",
+                    "Too many videos are waiting; retry later.",
+                )
             },
-            error @ (QueueError::Database(_) | QueueError::Migrate(_) | QueueError::Corrupt { .. }) => Self::internal(error),
+            error @ (QueueError::Database(_)
+            | QueueError::Migrate(_)
+            | QueueError::Corrupt { .. }) => Self::internal(error),
         }
     }
 }

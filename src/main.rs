@@ -4,7 +4,10 @@ use reel::config::{Cli, Command};
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     reel::telemetry::init_tracing(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the async runtime");

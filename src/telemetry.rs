@@ -16,8 +16,11 @@ pub const SSE_CLIENTS: &str = "reel_sse_clients";
 
 /// Installs the global tracing subscriber; `RUST_LOG` overrides the default level.
 pub fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -33,7 +36,9 @@ pub fn init_metrics() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full(JOB_DURATION.into()),
-                    &[1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0],
+                    &[
+                        1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+                    ],
                 )
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
@@ -46,11 +51,21 @@ pub fn init_metrics() -> PrometheusHandle {
 }
 
 fn describe() {
-    describe_counter!(UPLOADS, "Uploads by outcome (accepted, too_large, not_video, …).");
+    describe_counter!(
+        UPLOADS,
+        "Uploads by outcome (accepted, too_large, not_video, …)."
+    );
     describe_counter!(UPLOAD_BYTES, "Bytes of accepted uploads.");
     describe_gauge!(QUEUE_DEPTH, "Jobs waiting in the queue.");
     describe_gauge!(ENCODERS_BUSY, "Encoders running a job right now.");
-    describe_counter!(JOBS, "Finished jobs by outcome (ready, failed, canceled, requeued).");
-    describe_histogram!(JOB_DURATION, metrics::Unit::Seconds, "Wall time of a job from claim to its end, by outcome.");
+    describe_counter!(
+        JOBS,
+        "Finished jobs by outcome (ready, failed, canceled, requeued)."
+    );
+    describe_histogram!(
+        JOB_DURATION,
+        metrics::Unit::Seconds,
+        "Wall time of a job from claim to its end, by outcome."
+    );
     describe_gauge!(SSE_CLIENTS, "Open Server-Sent Events streams.");
 }

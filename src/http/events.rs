@@ -41,11 +41,32 @@ fn render(video: VideoId, stamped: &Stamped) -> Option<sse::Event> {
     let id = stamped.id;
     match &stamped.event {
         JobEvent::Progress(update) => frame(id, "progress", update),
-        JobEvent::Status(status) => frame(id, "status", &StatusChange { id: video, status: *status }),
+        JobEvent::Status(status) => frame(
+            id,
+            "status",
+            &StatusChange {
+                id: video,
+                status: *status,
+            },
+        ),
         JobEvent::Ready(video) => frame(id, "ready", &VideoResource::new(video, None)),
         JobEvent::Failed(video) => frame(id, "failed", &VideoResource::new(video, None)),
-        JobEvent::Canceled => frame(id, "canceled", &StatusChange { id: video, status: VideoStatus::Canceled }),
-        JobEvent::Reconnect => frame(id, "reconnect", &StatusChange { id: video, status: VideoStatus::Processing }),
+        JobEvent::Canceled => frame(
+            id,
+            "canceled",
+            &StatusChange {
+                id: video,
+                status: VideoStatus::Canceled,
+            },
+        ),
+        JobEvent::Reconnect => frame(
+            id,
+            "reconnect",
+            &StatusChange {
+                id: video,
+                status: VideoStatus::Processing,
+            },
+        ),
     }
 }
 
@@ -53,7 +74,14 @@ fn terminal_frame(id: u64, video: &Video) -> Option<sse::Event> {
     match video.status {
         VideoStatus::Ready => frame(id, "ready", &VideoResource::new(video, None)),
         VideoStatus::Failed => frame(id, "failed", &VideoResource::new(video, None)),
-        _ => frame(id, "canceled", &StatusChange { id: video.id, status: VideoStatus::Canceled }),
+        _ => frame(
+            id,
+            "canceled",
+            &StatusChange {
+                id: video.id,
+                status: VideoStatus::Canceled,
+            },
+        ),
     }
 }
 
@@ -93,10 +121,17 @@ struct Live {
     )
 )]
 #[get("/api/v1/videos/{id}/events")]
-pub async fn events(state: web::Data<AppState>, id: web::Path<String>, req: HttpRequest) -> Result<impl Responder, ApiError> {
+pub async fn events(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    req: HttpRequest,
+) -> Result<impl Responder, ApiError> {
     let id = parse_id(&id)?;
-    let last_event_id: Option<u64> =
-        req.headers().get("Last-Event-ID").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    let last_event_id: Option<u64> = req
+        .headers()
+        .get("Last-Event-ID")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
     // Subscribe before reading the database: an event published in between is then not lost.
     let subscription = state.hub.subscribe(id);
     let video = match state.store.get(id).await {
@@ -132,18 +167,37 @@ pub async fn events(state: web::Data<AppState>, id: web::Path<String>, req: Http
     let resumable = last_event_id.filter(|n| subscription.recent.iter().any(|e| e.id == *n));
     let last_sent = match resumable {
         Some(n) => {
-            first.extend(subscription.recent.iter().filter(|e| e.id > n).filter_map(|e| render(id, e)));
+            first.extend(
+                subscription
+                    .recent
+                    .iter()
+                    .filter(|e| e.id > n)
+                    .filter_map(|e| render(id, e)),
+            );
             subscription.recent.last().map_or(n, |e| e.id.max(n))
         }
         None => {
-            let position = if video.status == VideoStatus::Queued { state.store.queue_position(id).await? } else { None };
+            let position = if video.status == VideoStatus::Queued {
+                state.store.queue_position(id).await?
+            } else {
+                None
+            };
             first.extend(snapshot(subscription.progress, position));
             // The snapshot already reflects everything buffered so far.
             subscription.recent.last().map_or(0, |e| e.id)
         }
     };
-    let finished = subscription.recent.iter().any(|e| e.id <= last_sent && e.event.is_terminal());
-    let live = Live { video: id, receiver: subscription.receiver, last_sent, finished, _gauge: ClientGauge::open() };
+    let finished = subscription
+        .recent
+        .iter()
+        .any(|e| e.id <= last_sent && e.event.is_terminal());
+    let live = Live {
+        video: id,
+        receiver: subscription.receiver,
+        last_sent,
+        finished,
+        _gauge: ClientGauge::open(),
+    };
     let live = stream::unfold(live, |mut live| async move {
         if live.finished {
             return None;
@@ -153,7 +207,8 @@ pub async fn events(state: web::Data<AppState>, id: web::Path<String>, req: Http
                 Ok(stamped) if stamped.id <= live.last_sent => continue,
                 Ok(stamped) => {
                     live.last_sent = stamped.id;
-                    live.finished = stamped.event.is_terminal() || matches!(stamped.event, JobEvent::Reconnect);
+                    live.finished =
+                        stamped.event.is_terminal() || matches!(stamped.event, JobEvent::Reconnect);
                     if let Some(event) = render(live.video, &stamped) {
                         return Some((Ok::<_, Infallible>(event), live));
                     }
@@ -168,7 +223,9 @@ pub async fn events(state: web::Data<AppState>, id: web::Path<String>, req: Http
     Ok(respond(all.boxed_local()))
 }
 
-fn respond(stream: futures_util::stream::LocalBoxStream<'static, Result<sse::Event, Infallible>>) -> impl Responder {
+fn respond(
+    stream: futures_util::stream::LocalBoxStream<'static, Result<sse::Event, Infallible>>,
+) -> impl Responder {
     Sse::from_stream(stream)
         .with_keep_alive(KEEP_ALIVE)
         .with_retry_duration(RETRY)

@@ -4,7 +4,7 @@ use actix_files::{Files, NamedFile};
 use actix_web::http::header::{self, CacheControl, CacheDirective};
 use std::path::Path;
 
-use actix_web::{HttpRequest, HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, route, web};
 
 use super::parse_id;
 use crate::app::AppState;
@@ -28,12 +28,18 @@ pub fn hls_mime(name: &str) -> Option<mime::Mime> {
 fn safe_component(part: &str) -> bool {
     !part.is_empty()
         && !part.starts_with('.')
-        && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// Playlists, segments and poster of a published ladder, with Range support.
-#[get("/hls/{id}/{tail:.*}")]
-pub async fn hls(state: web::Data<AppState>, path: web::Path<(String, String)>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+#[route("/hls/{id}/{tail:.*}", method = "GET", method = "HEAD")]
+pub async fn hls(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let (id, tail) = path.into_inner();
     let id = parse_id(&id)?;
     let parts: Vec<&str> = tail.split('/').collect();
@@ -42,24 +48,35 @@ pub async fn hls(state: web::Data<AppState>, path: web::Path<(String, String)>, 
     }
     let name = parts.last().copied().unwrap_or_default();
     let mime = hls_mime(name).ok_or_else(ApiError::not_found)?;
-    let path = parts.iter().fold(state.media.hls_dir(id), |path, part| path.join(part));
-    let file = NamedFile::open_async(path).await.map_err(|_| ApiError::not_found())?;
+    let path = parts
+        .iter()
+        .fold(state.media.hls_dir(id), |path, part| path.join(part));
+    let file = NamedFile::open_async(path)
+        .await
+        .map_err(|_| ApiError::not_found())?;
     let mut response = file.set_content_type(mime).into_response(&req);
     // A published ladder never changes: its id is new for every upload.
     response.headers_mut().insert(
         header::CACHE_CONTROL,
-        CacheControl(vec![CacheDirective::Public, CacheDirective::MaxAge(31_536_000), CacheDirective::Extension("immutable".into(), None)])
-            .to_string()
-            .parse()
-            .map_err(|_| ApiError::not_found())?,
+        CacheControl(vec![
+            CacheDirective::Public,
+            CacheDirective::MaxAge(31_536_000),
+            CacheDirective::Extension("immutable".into(), None),
+        ])
+        .to_string()
+        .parse()
+        .map_err(|_| ApiError::not_found())?,
     );
-    response
-        .headers_mut()
-        .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, header::HeaderValue::from_static("*"));
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
     Ok(response)
 }
 
 /// The web page and its assets from the static folder.
 pub fn page(static_dir: &Path) -> Files {
-    Files::new("/", static_dir).index_file("index.html").prefer_utf8(true)
+    Files::new("/", static_dir)
+        .index_file("index.html")
+        .prefer_utf8(true)
 }

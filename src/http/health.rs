@@ -18,7 +18,11 @@ pub struct Health {
 #[utoipa::path(tag = "health", responses((status = 200, body = Health)))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(Health { status: "ok", database: true, media: true })
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        database: true,
+        media: true,
+    })
 }
 
 /// The database and the media volume are usable.
@@ -28,11 +32,21 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = state.store.ping().await.is_ok();
     let media = {
         let media = state.media.clone();
-        web::block(move || media.is_writable()).await.unwrap_or(false)
+        web::block(move || media.is_writable())
+            .await
+            .unwrap_or(false)
     };
     let ready = database && media && !state.shutdown.is_cancelled();
-    let body = Health { status: if ready { "ready" } else { "unavailable" }, database, media };
-    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    let body = Health {
+        status: if ready { "ready" } else { "unavailable" },
+        database,
+        media,
+    };
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 /// Prometheus text format.
@@ -40,7 +54,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
     ::metrics::gauge!(telemetry::ENCODERS_BUSY).set(state.encoders.busy() as f64);
     state.metrics.run_upkeep();
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
 }
 
 /// This API's OpenAPI document, generated from the handlers.

@@ -17,7 +17,10 @@ use crate::error::ApiError;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "reel", description = "Self-hosted video pipeline: upload, HLS ladder, live progress."),
+    info(
+        title = "reel",
+        description = "Self-hosted video pipeline: upload, HLS ladder, live progress."
+    ),
     components(schemas(crate::error::ErrorBody, crate::progress::ProgressUpdate))
 )]
 struct ApiDoc;
@@ -37,7 +40,11 @@ pub fn api(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
 
 /// Routes outside the documented API; the web page comes last so it never shadows anything.
 pub fn configure_rest(config: &mut web::ServiceConfig, static_dir: &Path) {
-    config.service(health::prometheus_metrics).service(health::openapi).service(files::hls).service(files::page(static_dir));
+    config
+        .service(health::prometheus_metrics)
+        .service(health::openapi)
+        .service(files::hls)
+        .service(files::page(static_dir));
 }
 
 /// The OpenAPI document, generated from the handlers' annotations.

@@ -3,7 +3,7 @@
 use actix_files::NamedFile;
 use actix_multipart::Multipart;
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
-use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, route, web};
 use futures_util::StreamExt;
 
 use super::parse_id;
@@ -22,37 +22,26 @@ const MAX_FIELD: usize = 4096;
 fn header_text(req: &HttpRequest, name: &str) -> Option<String> {
     let raw = req.headers().get(name)?.to_str().ok()?;
     // The web page percent-encodes non-ASCII names; plain ASCII passes through unchanged.
-    let decoded = percent_decode(raw);
-    clean_text(&decoded)
+    clean_text(&percent_encoding::percent_decode_str(raw).decode_utf8_lossy())
 }
 
 fn clean_text(text: &str) -> Option<String> {
-    let cleaned: String = text.chars().filter(|c| !c.is_control()).take(MAX_TEXT).collect();
+    let cleaned: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_TEXT)
+        .collect();
     let cleaned = cleaned.trim();
     (!cleaned.is_empty()).then(|| cleaned.to_owned())
 }
 
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn declared_size(req: &HttpRequest) -> Option<u64> {
-    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn count_rejection(error: &ApiError) {
@@ -76,24 +65,36 @@ fn count_rejection(error: &ApiError) {
     )
 )]
 #[post("/api/v1/videos")]
-pub async fn upload_video(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+pub async fn upload_video(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let result = receive_upload(&state, &req, payload).await;
     if let Err(error) = &result {
         count_rejection(error);
     }
     let video = result?;
-    let resource = VideoResource::new(&video, state.store.queue_position(video.id).await.ok().flatten());
-    Ok(HttpResponse::Accepted().insert_header((header::LOCATION, video_url(video.id))).json(resource))
+    let resource = VideoResource::new(
+        &video,
+        state.store.queue_position(video.id).await.ok().flatten(),
+    );
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, video_url(video.id)))
+        .json(resource))
 }
 
-async fn receive_upload(state: &AppState, req: &HttpRequest, payload: web::Payload) -> Result<crate::queue::Video, ApiError> {
+async fn receive_upload(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<crate::queue::Video, ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/octet-stream")
         .to_ascii_lowercase();
-    let id = VideoId::new();
     let limits = state.upload_limits();
     let mut meta = UploadMeta::default();
 
@@ -106,15 +107,23 @@ async fn receive_upload(state: &AppState, req: &HttpRequest, payload: web::Paylo
             let mut field = field.map_err(|e| ApiError::from(UploadError::Body(e.to_string())))?;
             match field.name() {
                 Some("file") if received.is_none() => {
-                    meta.filename = field.content_disposition().and_then(|d| d.get_filename()).and_then(clean_text);
-                    received = Some(upload::receive(&mut field, &state.media, id, limits).await?);
+                    meta.filename = field
+                        .content_disposition()
+                        .and_then(|d| d.get_filename())
+                        .and_then(clean_text);
+                    received = Some(upload::receive(&mut field, &state.media, limits).await?);
                 }
                 Some("title") => {
                     let mut text = Vec::new();
                     while let Some(chunk) = field.next().await {
-                        let chunk = chunk.map_err(|e| ApiError::from(UploadError::Body(e.to_string())))?;
+                        let chunk =
+                            chunk.map_err(|e| ApiError::from(UploadError::Body(e.to_string())))?;
                         if text.len() + chunk.len() > MAX_FIELD {
-                            return Err(ApiError::bad_request("title_too_long", "The title is too long.").closing());
+                            return Err(ApiError::bad_request(
+                                "title_too_long",
+                                "The title is too long.",
+                            )
+                            .closing());
                         }
                         text.extend_from_slice(&chunk);
                     }
@@ -124,12 +133,14 @@ async fn receive_upload(state: &AppState, req: &HttpRequest, payload: web::Paylo
                 _ => while field.next().await.is_some() {},
             }
         }
-        let received =
-            received.ok_or_else(|| ApiError::bad_request("missing_file", "The form has no `file` field."))?;
-        return state.file_upload(id, received, meta).await;
+        let received = received.ok_or_else(|| {
+            ApiError::bad_request("missing_file", "The form has no `file` field.")
+        })?;
+        return state.file_upload(received, meta).await;
     }
 
-    let is_video = content_type.starts_with("video/") || content_type.starts_with("application/octet-stream");
+    let is_video =
+        content_type.starts_with("video/") || content_type.starts_with("application/octet-stream");
     if !is_video {
         return Err(ApiError::new(
             actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -142,8 +153,8 @@ async fn receive_upload(state: &AppState, req: &HttpRequest, payload: web::Paylo
     meta.filename = header_text(req, "X-Filename");
     meta.title = header_text(req, "X-Title");
     state.admit_upload(&meta).await?;
-    let received = upload::receive(payload, &state.media, id, limits).await?;
-    state.file_upload(id, received, meta).await
+    let received = upload::receive(payload, &state.media, limits).await?;
+    state.file_upload(received, meta).await
 }
 
 /// One video.
@@ -153,10 +164,17 @@ async fn receive_upload(state: &AppState, req: &HttpRequest, payload: web::Paylo
     responses((status = 200, body = VideoResource), (status = 404, body = ErrorBody))
 )]
 #[get("/api/v1/videos/{id}")]
-pub async fn get_video(state: web::Data<AppState>, id: web::Path<String>) -> Result<web::Json<VideoResource>, ApiError> {
+pub async fn get_video(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<web::Json<VideoResource>, ApiError> {
     let id = parse_id(&id)?;
     let video = state.store.get(id).await?.ok_or_else(ApiError::not_found)?;
-    let position = if video.status == VideoStatus::Queued { state.store.queue_position(id).await? } else { None };
+    let position = if video.status == VideoStatus::Queued {
+        state.store.queue_position(id).await?
+    } else {
+        None
+    };
     Ok(web::Json(VideoResource::new(&video, position)))
 }
 
@@ -167,13 +185,24 @@ pub async fn get_video(state: web::Data<AppState>, id: web::Path<String>) -> Res
     responses((status = 200, body = VideoPage), (status = 400, body = ErrorBody))
 )]
 #[get("/api/v1/videos")]
-pub async fn list_videos(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<web::Json<VideoPage>, ApiError> {
+pub async fn list_videos(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<VideoPage>, ApiError> {
     let limit = query.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_limit", "`limit` must be between 1 and 100."));
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            "`limit` must be between 1 and 100.",
+        ));
     }
     let cursor = match &query.cursor {
-        Some(text) => Some(text.parse::<VideoId>().map_err(|_| ApiError::bad_request("invalid_cursor", "`cursor` is not a cursor from a previous page."))?),
+        Some(text) => Some(text.parse::<VideoId>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                "`cursor` is not a cursor from a previous page.",
+            )
+        })?),
         None => None,
     };
     let mut videos = state.store.list(limit + 1, cursor, query.status).await?;
@@ -191,7 +220,10 @@ pub async fn list_videos(state: web::Data<AppState>, query: web::Query<ListQuery
     let items = videos
         .iter()
         .map(|v| {
-            let position = queued.iter().position(|q| *q == v.id).and_then(|p| u32::try_from(p + 1).ok());
+            let position = queued
+                .iter()
+                .position(|q| *q == v.id)
+                .and_then(|p| u32::try_from(p + 1).ok());
             VideoResource::new(v, position)
         })
         .collect();
@@ -205,9 +237,16 @@ pub async fn list_videos(state: web::Data<AppState>, query: web::Query<ListQuery
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody))
 )]
 #[delete("/api/v1/videos/{id}")]
-pub async fn delete_video(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn delete_video(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    if state.delete_video(id).await? { Ok(HttpResponse::NoContent().finish()) } else { Err(ApiError::not_found()) }
+    if state.delete_video(id).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::not_found())
+    }
 }
 
 /// The original upload, with Range support.
@@ -217,17 +256,32 @@ pub async fn delete_video(state: web::Data<AppState>, id: web::Path<String>) -> 
     responses((status = 200, description = "The original bytes", content_type = "application/octet-stream"),
               (status = 206, description = "A byte range"), (status = 404, body = ErrorBody))
 )]
-#[get("/api/v1/videos/{id}/source")]
-pub async fn download_source(state: web::Data<AppState>, id: web::Path<String>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+#[route("/api/v1/videos/{id}/source", method = "GET", method = "HEAD")]
+pub async fn download_source(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let video = state.store.get(id).await?.ok_or_else(ApiError::not_found)?;
-    let file = NamedFile::open_async(state.media.source_path(id)).await.map_err(|_| ApiError::not_found())?;
     let name = video.filename.unwrap_or_else(|| format!("{id}.video"));
+    let disposition = ContentDisposition {
+        disposition: DispositionType::Attachment,
+        parameters: vec![DispositionParam::Filename(name)],
+    };
+    if state.config.accel_redirect {
+        // nginx sends the file from its internal `/_sources/` location, with Range and sendfile.
+        return Ok(HttpResponse::Ok()
+            .insert_header(("X-Accel-Redirect", format!("/_sources/{id}")))
+            .insert_header((header::CONTENT_DISPOSITION, disposition))
+            .content_type(mime::APPLICATION_OCTET_STREAM)
+            .finish());
+    }
+    let file = NamedFile::open_async(state.media.source_path(id))
+        .await
+        .map_err(|_| ApiError::not_found())?;
     let file = file
         .set_content_type(mime::APPLICATION_OCTET_STREAM)
-        .set_content_disposition(ContentDisposition {
-            disposition: DispositionType::Attachment,
-            parameters: vec![DispositionParam::Filename(name)],
-        });
+        .set_content_disposition(disposition);
     Ok(file.into_response(&req))
 }

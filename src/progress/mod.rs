@@ -113,11 +113,18 @@ impl Hub {
     }
 
     fn next_id(&self) -> u64 {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
         let mut current = self.last_id.load(Ordering::Relaxed);
         loop {
             let next = now.max(current + 1);
-            match self.last_id.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            match self.last_id.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return next,
                 Err(actual) => current = actual,
             }
@@ -143,7 +150,10 @@ impl Hub {
             })
             .clone();
         // Subscribe under the state lock so no event falls between the backlog and the receiver.
-        let state = channel.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = channel
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         Subscription {
             receiver: channel.sender.subscribe(),
             recent: state.recent.iter().cloned().collect(),
@@ -160,7 +170,10 @@ impl Hub {
         } else {
             self.channels.get(&id).map(|entry| entry.value().clone())
         }?;
-        let mut state = channel.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = channel
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let JobEvent::Progress(update) = &mut event {
             if update.progress < state.progress {
                 update.progress = state.progress;
@@ -168,11 +181,14 @@ impl Hub {
             }
             state.progress = update.progress;
         }
-        let stamped = Arc::new(Stamped { id: self.next_id(), event });
-        if state.recent.len() == RING {
-            if let Some(old) = state.recent.pop_front() {
-                state.evicted_up_to = old.id;
-            }
+        let stamped = Arc::new(Stamped {
+            id: self.next_id(),
+            event,
+        });
+        if state.recent.len() == RING
+            && let Some(old) = state.recent.pop_front()
+        {
+            state.evicted_up_to = old.id;
         }
         state.recent.push_back(stamped.clone());
         state.last_event = Instant::now();
@@ -220,7 +236,8 @@ impl Hub {
 
     /// Drops a channel at once when nobody listens (a subscriber found the job already over).
     pub fn release(&self, id: VideoId) {
-        self.channels.remove_if(&id, |_, channel| channel.sender.receiver_count() == 0);
+        self.channels
+            .remove_if(&id, |_, channel| channel.sender.receiver_count() == 0);
     }
 
     pub fn channel_count(&self) -> usize {
@@ -228,7 +245,10 @@ impl Hub {
     }
 
     pub fn subscriber_count(&self) -> usize {
-        self.channels.iter().map(|entry| entry.sender.receiver_count()).sum()
+        self.channels
+            .iter()
+            .map(|entry| entry.sender.receiver_count())
+            .sum()
     }
 }
 
@@ -237,7 +257,11 @@ mod tests {
     use super::*;
 
     fn progress(p: f64) -> JobEvent {
-        JobEvent::Progress(ProgressUpdate::new(VideoStatus::Processing, Step::Encoding, p))
+        JobEvent::Progress(ProgressUpdate::new(
+            VideoStatus::Processing,
+            Step::Encoding,
+            p,
+        ))
     }
 
     #[test]
@@ -273,8 +297,14 @@ mod tests {
         let id = VideoId::new();
         let mut sub = hub.subscribe(id);
         hub.publish(id, JobEvent::Canceled);
-        assert!(matches!(sub.receiver.try_recv().unwrap().event, JobEvent::Canceled));
-        assert!(matches!(sub.receiver.try_recv(), Err(broadcast::error::TryRecvError::Closed)));
+        assert!(matches!(
+            sub.receiver.try_recv().unwrap().event,
+            JobEvent::Canceled
+        ));
+        assert!(matches!(
+            sub.receiver.try_recv(),
+            Err(broadcast::error::TryRecvError::Closed)
+        ));
         assert!(!hub.is_watched(id));
     }
 

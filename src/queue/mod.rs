@@ -74,7 +74,10 @@ impl TryFrom<VideoRow> for Video {
     type Error = QueueError;
 
     fn try_from(row: VideoRow) -> Result<Self, QueueError> {
-        let corrupt = |reason: String| QueueError::Corrupt { id: row.id.clone(), reason };
+        let corrupt = |reason: String| QueueError::Corrupt {
+            id: row.id.clone(),
+            reason,
+        };
         let id = VideoId::from_str(&row.id).map_err(|e| corrupt(e.to_string()))?;
         let status = VideoStatus::from_str(&row.status).map_err(|e| corrupt(e.to_string()))?;
         let source = match &row.source_json {
@@ -213,11 +216,12 @@ impl Store {
 
     /// Queued ids, oldest first (their index + 1 is their queue position).
     pub async fn queued_ids(&self, limit: u32) -> Result<Vec<VideoId>, QueueError> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM videos WHERE status = 'queued' ORDER BY id LIMIT ?1")
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM videos WHERE status = 'queued' ORDER BY id LIMIT ?1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
         Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
@@ -255,7 +259,12 @@ impl Store {
     }
 
     /// Records progress of a running job; `false` when the job is gone.
-    pub async fn record_progress(&self, id: VideoId, step: Step, progress: f64) -> Result<bool, QueueError> {
+    pub async fn record_progress(
+        &self,
+        id: VideoId,
+        step: Step,
+        progress: f64,
+    ) -> Result<bool, QueueError> {
         let done = sqlx::query(
             "UPDATE videos SET step = ?1, progress = MAX(progress, ?2), updated_at = ?3 \
              WHERE id = ?4 AND status = 'processing'",
@@ -269,7 +278,11 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn record_source(&self, id: VideoId, source: &SourceInfo) -> Result<bool, QueueError> {
+    pub async fn record_source(
+        &self,
+        id: VideoId,
+        source: &SourceInfo,
+    ) -> Result<bool, QueueError> {
         let json = serde_json::to_string(source).unwrap_or_default();
         let done = sqlx::query("UPDATE videos SET source_json = ?1, updated_at = ?2 WHERE id = ?3")
             .bind(json)
@@ -281,7 +294,11 @@ impl Store {
     }
 
     /// Marks a running job ready; `None` when it was deleted meanwhile.
-    pub async fn complete(&self, id: VideoId, renditions: &[Rendition]) -> Result<Option<Video>, QueueError> {
+    pub async fn complete(
+        &self,
+        id: VideoId,
+        renditions: &[Rendition],
+    ) -> Result<Option<Video>, QueueError> {
         let json = serde_json::to_string(renditions).unwrap_or_else(|_| "[]".into());
         let row: Option<VideoRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE videos SET status = 'ready', step = 'done', progress = 1, renditions_json = ?1, \
@@ -339,10 +356,11 @@ impl Store {
 
     /// Deletes the video row; returns the status it had, `None` when there was no such video.
     pub async fn delete(&self, id: VideoId) -> Result<Option<VideoStatus>, QueueError> {
-        let status: Option<String> = sqlx::query_scalar("DELETE FROM videos WHERE id = ?1 RETURNING status")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let status: Option<String> =
+            sqlx::query_scalar("DELETE FROM videos WHERE id = ?1 RETURNING status")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(status.and_then(|s| s.parse().ok()))
     }
 

@@ -51,7 +51,9 @@ fn shared_filters(plan: &EncodePlan) -> String {
         Dynamic::Sdr => {}
         Dynamic::Pq => chain.push_str(&tone_map("smpte2084")),
         Dynamic::Hlg => chain.push_str(&tone_map("arib-std-b67")),
-        Dynamic::WideGamut => chain.push_str(",zscale=pin=bt2020:min=bt2020nc:p=bt709:m=bt709:t=bt709:r=tv,format=yuv420p"),
+        Dynamic::WideGamut => chain.push_str(
+            ",zscale=pin=bt2020:min=bt2020nc:p=bt709:m=bt709:t=bt709:r=tv,format=yuv420p",
+        ),
     }
     chain
 }
@@ -61,7 +63,11 @@ pub fn ladder_args(plan: &EncodePlan) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     let n = plan.rungs.len();
-    let mut graph = format!("[0:v:{}]{},split={n}", plan.video_index, shared_filters(plan));
+    let mut graph = format!(
+        "[0:v:{}]{},split={n}",
+        plan.video_index,
+        shared_filters(plan)
+    );
     for i in 0..n {
         graph.push_str(&format!("[s{i}]"));
     }
@@ -71,7 +77,9 @@ pub fn ladder_args(plan: &EncodePlan) -> Vec<OsString> {
             rung.width, rung.height
         ));
     }
-    let gop = (plan.frame_rate.as_f64() * f64::from(plan.segment_seconds)).round().max(1.0) as u32;
+    let gop = (plan.frame_rate.as_f64() * f64::from(plan.segment_seconds))
+        .round()
+        .max(1.0) as u32;
     push(&["-nostats", "-progress", "pipe:1", "-y"]);
     args.push("-i".into());
     args.push(plan.source.clone().into_os_string());
@@ -99,23 +107,66 @@ pub fn ladder_args(plan: &EncodePlan) -> Vec<OsString> {
     }
     let segment = plan.segment_seconds.to_string();
     push(&[
-        "-c:v", "libx264", "-preset", &plan.preset, "-profile:v", "high", "-pix_fmt", "yuv420p",
-        "-g", &gop.to_string(), "-keyint_min", &gop.to_string(), "-sc_threshold", "0",
-        "-force_key_frames", &format!("expr:gte(t,n_forced*{segment})"),
+        "-c:v",
+        "libx264",
+        "-preset",
+        &plan.preset,
+        "-profile:v",
+        "high",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        &gop.to_string(),
+        "-keyint_min",
+        &gop.to_string(),
+        "-sc_threshold",
+        "0",
+        "-force_key_frames",
+        &format!("expr:gte(t,n_forced*{segment})"),
     ]);
     if plan.dynamic != Dynamic::Sdr {
-        push(&["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]);
+        push(&[
+            "-color_primaries",
+            "bt709",
+            "-color_trc",
+            "bt709",
+            "-colorspace",
+            "bt709",
+        ]);
     }
     if plan.audio_index.is_some() {
-        push(&["-c:a", "aac", "-b:a", &format!("{}k", plan.audio_kbps), "-ac", "2"]);
+        push(&[
+            "-c:a",
+            "aac",
+            "-b:a",
+            &format!("{}k", plan.audio_kbps),
+            "-ac",
+            "2",
+        ]);
     }
     push(&[
-        "-f", "hls", "-hls_time", &segment, "-hls_playlist_type", "vod", "-hls_segment_type", "fmp4",
-        "-hls_flags", "independent_segments", "-hls_fmp4_init_filename", "init.mp4",
-        "-var_stream_map", &stream_map.join(" "),
+        "-f",
+        "hls",
+        "-hls_time",
+        &segment,
+        "-hls_playlist_type",
+        "vod",
+        "-hls_segment_type",
+        "fmp4",
+        "-hls_flags",
+        "independent_segments",
+        "-hls_fmp4_init_filename",
+        "init.mp4",
+        "-var_stream_map",
+        &stream_map.join(" "),
     ]);
     args.push("-hls_segment_filename".into());
-    args.push(plan.out_dir.join("%v").join("seg_%05d.m4s").into_os_string());
+    args.push(
+        plan.out_dir
+            .join("%v")
+            .join("seg_%05d.m4s")
+            .into_os_string(),
+    );
     args.push(plan.out_dir.join("%v").join("index.m3u8").into_os_string());
     args
 }
@@ -129,13 +180,25 @@ pub fn poster_args(plan: &EncodePlan, duration: f64, output: &Path) -> Vec<OsStr
         "{},thumbnail=12,scale={width}:{height},setsar=1,format=yuvj420p",
         shared_filters(plan)
     );
-    let mut args: Vec<OsString> = ["-y", "-ss", &format!("{at:.3}")].iter().map(OsString::from).collect();
+    let mut args: Vec<OsString> = ["-y", "-ss", &format!("{at:.3}")]
+        .iter()
+        .map(OsString::from)
+        .collect();
     args.push("-i".into());
     args.push(plan.source.clone().into_os_string());
     args.extend(
-        ["-map", &format!("0:v:{}", plan.video_index), "-vf", &filters, "-frames:v", "1", "-q:v", "3"]
-            .iter()
-            .map(OsString::from),
+        [
+            "-map",
+            &format!("0:v:{}", plan.video_index),
+            "-vf",
+            &filters,
+            "-frames:v",
+            "1",
+            "-q:v",
+            "3",
+        ]
+        .iter()
+        .map(OsString::from),
     );
     args.push(output.as_os_str().to_owned());
     args
@@ -170,7 +233,11 @@ impl ProgressParser {
             }
             "fps" => self.current.fps = value.parse().ok().filter(|f: &f64| f.is_finite()),
             "speed" => {
-                self.current.speed = value.trim_end_matches('x').parse().ok().filter(|s: &f64| s.is_finite())
+                self.current.speed = value
+                    .trim_end_matches('x')
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite())
             }
             "progress" => {
                 self.current.ended = value == "end";
@@ -222,11 +289,16 @@ pub async fn run(
 ) -> Result<(), FfmpegError> {
     let mut command = FfmpegCommand::new_with_path(binary);
     command.args(args);
-    lower_priority(command.as_inner_mut(), limits.nice);
-    let spawn_error = |source| FfmpegError::Spawn { binary: binary.display().to_string(), source };
+    prepare_child(command.as_inner_mut(), limits.nice);
+    let spawn_error = |source| FfmpegError::Spawn {
+        binary: binary.display().to_string(),
+        source,
+    };
     let mut child = command.spawn().map_err(spawn_error)?;
     let stdout = child.take_stdout();
-    let events = child.iter().map_err(|e| spawn_error(std::io::Error::other(e.to_string())));
+    let events = child
+        .iter()
+        .map_err(|e| spawn_error(std::io::Error::other(e.to_string())));
     let events = match events {
         Ok(events) => events,
         Err(error) => {
@@ -310,21 +382,26 @@ pub async fn run(
     if status.success() {
         Ok(())
     } else {
-        Err(FfmpegError::Failed { status: status.to_string(), log })
+        Err(FfmpegError::Failed {
+            status: status.to_string(),
+            log,
+        })
     }
 }
 
-/// Lowers ffmpeg's CPU priority below the server's, in the child before exec.
-fn lower_priority(command: &mut std::process::Command, nice: i32) {
+/// Lowers ffmpeg's CPU priority below the server's, and has the kernel kill it if reel dies
+/// (a crashed server must not leave an orphan encoder writing into `tmp/`).
+fn prepare_child(command: &mut std::process::Command, nice: i32) {
     use std::os::unix::process::CommandExt;
-    if nice <= 0 {
-        return;
-    }
-    // SAFETY: the closure runs between fork and exec and only makes the async-signal-safe
-    // `nice` system call.
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe system
+    // calls (`prctl`, `nice`), allocating nothing.
     unsafe {
         command.pre_exec(move || {
-            rustix::process::nice(nice).map_err(std::io::Error::from)?;
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)?;
+            if nice > 0 {
+                rustix::process::nice(nice).map_err(std::io::Error::from)?;
+            }
             Ok(())
         });
     }
@@ -339,10 +416,23 @@ mod tests {
             source: "/m/sources/x".into(),
             out_dir: "/m/tmp/job/ladder".into(),
             rungs: vec![
-                PlannedRung { name: "240p".into(), width: 426, height: 240, video_kbps: 400 },
-                PlannedRung { name: "360p".into(), width: 640, height: 360, video_kbps: 800 },
+                PlannedRung {
+                    name: "240p".into(),
+                    width: 426,
+                    height: 240,
+                    video_kbps: 400,
+                },
+                PlannedRung {
+                    name: "360p".into(),
+                    width: 640,
+                    height: 360,
+                    video_kbps: 800,
+                },
             ],
-            frame_rate: Rational { num: 30000, den: 1001 },
+            frame_rate: Rational {
+                num: 30000,
+                den: 1001,
+            },
             video_index: 0,
             audio_index: audio.then_some(0),
             audio_kbps: 128,
@@ -353,15 +443,24 @@ mod tests {
     }
 
     fn joined(args: &[OsString]) -> String {
-        args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     #[test]
     fn one_process_decodes_once_and_aligns_keyframes() {
         let args = joined(&ladder_args(&plan(true, Dynamic::Sdr)));
-        assert!(args.contains("[0:v:0]fps=30000/1001,split=2[s0][s1]"), "{args}");
+        assert!(
+            args.contains("[0:v:0]fps=30000/1001,split=2[s0][s1]"),
+            "{args}"
+        );
         assert!(args.contains("[s1]scale=640:360:flags=bicubic,setsar=1,format=yuv420p[v1]"));
-        assert!(args.contains("-g 120 -keyint_min 120 -sc_threshold 0"), "{args}");
+        assert!(
+            args.contains("-g 120 -keyint_min 120 -sc_threshold 0"),
+            "{args}"
+        );
         assert!(args.contains("expr:gte(t,n_forced*4)"));
         assert!(args.contains("-var_stream_map v:0,a:0,name:240p v:1,a:1,name:360p"));
         assert!(args.contains("-pix_fmt yuv420p"));

@@ -26,17 +26,30 @@ pub fn parse_ladder(text: &str) -> Result<LadderSpec, String> {
         let (side, kbps) = part
             .split_once(':')
             .ok_or_else(|| format!("ladder rung {part:?} is not height:kbps"))?;
-        let short_side: u32 = side.trim().trim_end_matches('p').parse().map_err(|_| format!("bad height in {part:?}"))?;
-        let video_kbps: u32 = kbps.trim().trim_end_matches('k').parse().map_err(|_| format!("bad kbps in {part:?}"))?;
+        let short_side: u32 = side
+            .trim()
+            .trim_end_matches('p')
+            .parse()
+            .map_err(|_| format!("bad height in {part:?}"))?;
+        let video_kbps: u32 = kbps
+            .trim()
+            .trim_end_matches('k')
+            .parse()
+            .map_err(|_| format!("bad kbps in {part:?}"))?;
         if !(16..=4320).contains(&short_side) || !(50..=100_000).contains(&video_kbps) {
-            return Err(format!("ladder rung {part:?} is out of range (16-4320 px, 50-100000 kbps)"));
+            return Err(format!(
+                "ladder rung {part:?} is out of range (16-4320 px, 50-100000 kbps)"
+            ));
         }
-        rungs.push(LadderRung { short_side, video_kbps });
+        rungs.push(LadderRung {
+            short_side,
+            video_kbps,
+        });
     }
     if rungs.is_empty() {
         return Err("the ladder needs at least one rung".into());
     }
-    rungs.sort_by(|a, b| b.short_side.cmp(&a.short_side));
+    rungs.sort_by_key(|rung| std::cmp::Reverse(rung.short_side));
     rungs.dedup_by_key(|r| r.short_side);
     Ok(LadderSpec(rungs))
 }
@@ -54,22 +67,39 @@ pub fn plan(width: u32, height: u32, ladder: &LadderSpec) -> Vec<PlannedRung> {
         .filter(|rung| rung.short_side <= short)
         .map(|rung| {
             let (w, h) = scale_to_short_side(width, height, rung.short_side);
-            PlannedRung { name: format!("{}p", rung.short_side), width: w, height: h, video_kbps: rung.video_kbps }
+            PlannedRung {
+                name: format!("{}p", rung.short_side),
+                width: w,
+                height: h,
+                video_kbps: rung.video_kbps,
+            }
         })
         .collect();
     if planned.is_empty() {
-        let lowest = ladder.0.last().copied().unwrap_or(LadderRung { short_side: 240, video_kbps: 400 });
+        let lowest = ladder.0.last().copied().unwrap_or(LadderRung {
+            short_side: 240,
+            video_kbps: 400,
+        });
         let (w, h) = (even(width), even(height));
         let area_ratio = f64::from(w.min(h)) / f64::from(lowest.short_side);
         let kbps = (f64::from(lowest.video_kbps) * area_ratio * area_ratio).round() as u32;
-        planned.push(PlannedRung { name: format!("{}p", w.min(h)), width: w, height: h, video_kbps: kbps.max(100) });
+        planned.push(PlannedRung {
+            name: format!("{}p", w.min(h)),
+            width: w,
+            height: h,
+            video_kbps: kbps.max(100),
+        });
     }
     planned.sort_by_key(|rung| rung.width * rung.height);
     planned
 }
 
 fn scale_to_short_side(width: u32, height: u32, short_side: u32) -> (u32, u32) {
-    let scale = |long: u32, short: u32| even((f64::from(long) * f64::from(short_side) / f64::from(short)).round() as u32);
+    // Nearest even size, never above the source's own (even) size.
+    let scale = |long: u32, short: u32| {
+        let exact = f64::from(long) * f64::from(short_side) / f64::from(short);
+        (((exact / 2.0).round() as u32) * 2).clamp(2, even(long))
+    };
     if width >= height {
         (scale(width, height), even(short_side))
     } else {
@@ -87,7 +117,8 @@ mod tests {
     use super::*;
 
     fn default_ladder() -> LadderSpec {
-        parse_ladder("1080:5000,720:2800,480:1400,360:800,240:400").unwrap_or(LadderSpec(Vec::new()))
+        parse_ladder("1080:5000,720:2800,480:1400,360:800,240:400")
+            .unwrap_or(LadderSpec(Vec::new()))
     }
 
     fn sizes(rungs: &[PlannedRung]) -> Vec<(u32, u32)> {
@@ -97,7 +128,16 @@ mod tests {
     #[test]
     fn a_1080p_source_gets_every_rung_in_ascending_order() {
         let rungs = plan(1920, 1080, &default_ladder());
-        assert_eq!(sizes(&rungs), vec![(426, 240), (640, 360), (854, 480), (1280, 720), (1920, 1080)]);
+        assert_eq!(
+            sizes(&rungs),
+            vec![
+                (426, 240),
+                (640, 360),
+                (854, 480),
+                (1280, 720),
+                (1920, 1080)
+            ]
+        );
         assert_eq!(rungs[0].name, "240p");
     }
 
@@ -113,7 +153,10 @@ mod tests {
     #[test]
     fn portrait_is_planned_on_its_short_side() {
         let rungs = plan(720, 1280, &default_ladder());
-        assert_eq!(sizes(&rungs), vec![(240, 426), (360, 640), (480, 854), (720, 1280)]);
+        assert_eq!(
+            sizes(&rungs),
+            vec![(240, 426), (360, 640), (480, 854), (720, 1280)]
+        );
     }
 
     #[test]

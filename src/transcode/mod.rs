@@ -91,20 +91,33 @@ enum JobFailure {
 }
 
 fn fatal(code: &str, message: impl Into<String>) -> JobFailure {
-    JobFailure::Fatal(JobError { code: code.into(), message: message.into() })
+    JobFailure::Fatal(JobError {
+        code: code.into(),
+        message: message.into(),
+    })
 }
 
 impl From<ProbeError> for JobFailure {
     fn from(error: ProbeError) -> Self {
         match &error {
             ProbeError::Spawn { .. } => JobFailure::Retryable(error.to_string()),
-            ProbeError::Timeout(_) => fatal("probe_timeout", format!("Reading the file took too long: {error}.")),
-            ProbeError::NoVideo => fatal("no_video_stream", "The file has no video stream (is it audio only?)."),
+            ProbeError::Timeout(_) => fatal(
+                "probe_timeout",
+                format!("Reading the file took too long: {error}."),
+            ),
+            ProbeError::NoVideo => fatal(
+                "no_video_stream",
+                "The file has no video stream (is it audio only?).",
+            ),
             ProbeError::NoSize => fatal("no_video_size", "The video stream has no picture size."),
-            ProbeError::NoDuration => fatal("unknown_duration", "The file's duration is unknown: it may be truncated."),
-            ProbeError::Unreadable(reason) => {
-                fatal("unreadable_source", format!("The file could not be read as a video ({reason})."))
-            }
+            ProbeError::NoDuration => fatal(
+                "unknown_duration",
+                "The file's duration is unknown: it may be truncated.",
+            ),
+            ProbeError::Unreadable(reason) => fatal(
+                "unreadable_source",
+                format!("The file could not be read as a video ({reason})."),
+            ),
         }
     }
 }
@@ -118,7 +131,10 @@ impl From<QueueError> for JobFailure {
 impl From<MediaError> for JobFailure {
     fn from(error: MediaError) -> Self {
         if error.is_out_of_space() {
-            fatal("insufficient_storage", "The media volume ran out of space while processing.")
+            fatal(
+                "insufficient_storage",
+                "The media volume ran out of space while processing.",
+            )
         } else {
             JobFailure::Retryable(error.to_string())
         }
@@ -127,7 +143,10 @@ impl From<MediaError> for JobFailure {
 
 impl From<PlaylistError> for JobFailure {
     fn from(error: PlaylistError) -> Self {
-        fatal("publish_failed", format!("The encoded ladder is incomplete: {error}."))
+        fatal(
+            "publish_failed",
+            format!("The encoded ladder is incomplete: {error}."),
+        )
     }
 }
 
@@ -156,7 +175,11 @@ impl Encoders {
     }
 
     /// Starts `count` workers; they stop (requeueing running jobs) when `shutdown` is cancelled.
-    pub fn spawn(self: &Arc<Self>, count: usize, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
+    pub fn spawn(
+        self: &Arc<Self>,
+        count: usize,
+        shutdown: &CancellationToken,
+    ) -> Vec<JoinHandle<()>> {
         (0..count)
             .map(|n| {
                 let pool = self.clone();
@@ -181,7 +204,10 @@ impl Encoders {
             return false;
         };
         job.cancel.cancel();
-        if tokio::time::timeout(wait, job.finished.cancelled()).await.is_err() {
+        if tokio::time::timeout(wait, job.finished.cancelled())
+            .await
+            .is_err()
+        {
             warn!(video.id = %id, "job did not stop within {wait:?}");
         }
         true
@@ -213,7 +239,10 @@ impl Encoders {
 
     async fn run_job(&self, video: Video, shutdown: &CancellationToken) {
         let id = video.id;
-        let job = RunningJob { cancel: shutdown.child_token(), finished: CancellationToken::new() };
+        let job = RunningJob {
+            cancel: shutdown.child_token(),
+            finished: CancellationToken::new(),
+        };
         self.running.insert(id, job.clone());
         self.busy.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!(telemetry::ENCODERS_BUSY).increment(1.0);
@@ -223,7 +252,10 @@ impl Encoders {
 
         let heartbeat = self.heartbeat(id, job.cancel.clone());
         let outcome = if video.attempts > MAX_ATTEMPTS {
-            Err(fatal("too_many_attempts", format!("Gave up after {MAX_ATTEMPTS} attempts.")))
+            Err(fatal(
+                "too_many_attempts",
+                format!("Gave up after {MAX_ATTEMPTS} attempts."),
+            ))
         } else {
             self.process(&video, &job.cancel).await
         };
@@ -242,7 +274,12 @@ impl Encoders {
     }
 
     /// Records the outcome and tells subscribers; returns the metric label.
-    async fn settle(&self, id: VideoId, outcome: Result<Vec<Rendition>, JobFailure>, shutdown: &CancellationToken) -> &'static str {
+    async fn settle(
+        &self,
+        id: VideoId,
+        outcome: Result<Vec<Rendition>, JobFailure>,
+        shutdown: &CancellationToken,
+    ) -> &'static str {
         let failure = match outcome {
             Ok(renditions) => match self.store.complete(id, &renditions).await {
                 Ok(Some(video)) => {
@@ -265,7 +302,9 @@ impl Encoders {
                         self.hub.publish(id, JobEvent::Failed(Arc::new(video)));
                     }
                     Ok(None) => {}
-                    Err(db) => warn!(error = %db, "cannot record the failure; the lease will retry the job"),
+                    Err(db) => {
+                        warn!(error = %db, "cannot record the failure; the lease will retry the job")
+                    }
                 }
                 "failed"
             }
@@ -287,7 +326,9 @@ impl Encoders {
                         self.wake();
                     }
                     Ok(false) => {}
-                    Err(error) => warn!(%error, "cannot requeue; the lease will expire and requeue it"),
+                    Err(error) => {
+                        warn!(%error, "cannot requeue; the lease will expire and requeue it")
+                    }
                 }
                 "requeued"
             }
@@ -323,7 +364,9 @@ impl Encoders {
         if watched.is_empty() {
             return;
         }
-        let Ok(queued) = self.store.queued_ids(10_000).await else { return };
+        let Ok(queued) = self.store.queued_ids(10_000).await else {
+            return;
+        };
         for (index, id) in queued.iter().enumerate() {
             if watched.contains(id) {
                 let mut update = ProgressUpdate::new(VideoStatus::Queued, Step::Queued, 0.0);
@@ -334,12 +377,20 @@ impl Encoders {
     }
 
     fn report(&self, id: VideoId, step: Step, progress: f64) {
-        self.hub.publish(id, JobEvent::Progress(ProgressUpdate::new(VideoStatus::Processing, step, progress)));
+        self.hub.publish(
+            id,
+            JobEvent::Progress(ProgressUpdate::new(VideoStatus::Processing, step, progress)),
+        );
     }
 
-    async fn process(&self, video: &Video, cancel: &CancellationToken) -> Result<Vec<Rendition>, JobFailure> {
+    async fn process(
+        &self,
+        video: &Video,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Rendition>, JobFailure> {
         let id = video.id;
-        self.hub.publish(id, JobEvent::Status(VideoStatus::Processing));
+        self.hub
+            .publish(id, JobEvent::Status(VideoStatus::Processing));
         self.report(id, Step::Probing, 0.0);
         // A rerun after a crash starts from scratch.
         self.media.remove_video_outputs(id)?;
@@ -351,13 +402,23 @@ impl Encoders {
         };
         let source = source_info(&probed, video.source_size);
         self.store.record_source(id, &source).await?;
-        info!(width = source.width, height = source.height, duration = source.duration, "probed");
+        info!(
+            width = source.width,
+            height = source.height,
+            duration = source.duration,
+            "probed"
+        );
 
         let workdir = self.media.job_workdir(id)?;
         let ladder_dir = workdir.path().join("ladder");
         let plan = self.plan(&probed, source_path, ladder_dir.clone());
-        std::fs::create_dir_all(&ladder_dir).map_err(|source| MediaError::Io { path: ladder_dir.clone(), source })?;
-        self.store.record_progress(id, Step::Encoding, PROBED).await?;
+        std::fs::create_dir_all(&ladder_dir).map_err(|source| MediaError::Io {
+            path: ladder_dir.clone(),
+            source,
+        })?;
+        self.store
+            .record_progress(id, Step::Encoding, PROBED)
+            .await?;
         self.report(id, Step::Encoding, PROBED);
 
         self.encode(id, &plan, probed.duration, cancel).await?;
@@ -366,10 +427,20 @@ impl Encoders {
         }
 
         self.report(id, Step::Publishing, ENCODED);
-        self.store.record_progress(id, Step::Publishing, ENCODED).await?;
+        self.store
+            .record_progress(id, Step::Publishing, ENCODED)
+            .await?;
         let poster = ladder_dir.join("poster.jpg");
         let poster_args = ffmpeg::poster_args(&plan, probed.duration, &poster);
-        if let Err(error) = ffmpeg::run(&self.settings.ffmpeg, &poster_args, self.limits(10.0), cancel, |_| {}).await {
+        if let Err(error) = ffmpeg::run(
+            &self.settings.ffmpeg,
+            &poster_args,
+            self.limits(10.0),
+            cancel,
+            |_| {},
+        )
+        .await
+        {
             if cancel.is_cancelled() {
                 return Err(JobFailure::Canceled);
             }
@@ -420,48 +491,97 @@ impl Encoders {
     fn limits(&self, source_seconds: f64) -> RunLimits {
         // Generous: a 1-core ARM box encoding 1080p runs well below real time.
         let total = Duration::from_secs_f64(source_seconds.max(1.0) * 20.0 + 300.0);
-        RunLimits { stall: self.settings.stall_timeout, total, nice: self.settings.nice }
+        RunLimits {
+            stall: self.settings.stall_timeout,
+            total,
+            nice: self.settings.nice,
+        }
     }
 
-    async fn encode(&self, id: VideoId, plan: &EncodePlan, duration: f64, cancel: &CancellationToken) -> Result<(), JobFailure> {
+    async fn encode(
+        &self,
+        id: VideoId,
+        plan: &EncodePlan,
+        duration: f64,
+        cancel: &CancellationToken,
+    ) -> Result<(), JobFailure> {
         let args = ffmpeg::ladder_args(plan);
         let started = Instant::now();
         let mut last_persist = Instant::now();
         let mut to_persist: Option<f64> = None;
-        let result = ffmpeg::run(&self.settings.ffmpeg, &args, self.limits(duration), cancel, |sample| {
-            let done = (sample.out_time.as_secs_f64() / duration).clamp(0.0, 1.0);
-            let mut update =
-                ProgressUpdate::new(VideoStatus::Processing, Step::Encoding, PROBED + (ENCODED - PROBED) * done);
-            update.fps = sample.fps;
-            update.speed = sample.speed;
-            update.eta_seconds = eta(started.elapsed().as_secs_f64(), done, sample.speed, duration);
-            if last_persist.elapsed() >= PERSIST_EVERY {
-                last_persist = Instant::now();
-                to_persist = Some(update.progress);
-            }
-            self.hub.publish(id, JobEvent::Progress(update));
-        })
+        let result = ffmpeg::run(
+            &self.settings.ffmpeg,
+            &args,
+            self.limits(duration),
+            cancel,
+            |sample| {
+                let done = (sample.out_time.as_secs_f64() / duration).clamp(0.0, 1.0);
+                let mut update = ProgressUpdate::new(
+                    VideoStatus::Processing,
+                    Step::Encoding,
+                    PROBED + (ENCODED - PROBED) * done,
+                );
+                update.fps = sample.fps;
+                update.speed = sample.speed;
+                update.eta_seconds = eta(
+                    started.elapsed().as_secs_f64(),
+                    done,
+                    sample.speed,
+                    duration,
+                );
+                if last_persist.elapsed() >= PERSIST_EVERY {
+                    last_persist = Instant::now();
+                    to_persist = Some(update.progress);
+                }
+                self.hub.publish(id, JobEvent::Progress(update));
+            },
+        )
         .await;
         if let Some(progress) = to_persist {
-            let _ = self.store.record_progress(id, Step::Encoding, progress).await;
+            let _ = self
+                .store
+                .record_progress(id, Step::Encoding, progress)
+                .await;
         }
         match result {
             Ok(()) => Ok(()),
             Err(FfmpegError::Canceled) => Err(JobFailure::Canceled),
             Err(error @ FfmpegError::Spawn { .. }) => Err(JobFailure::Retryable(error.to_string())),
-            Err(FfmpegError::Stalled(after)) => {
-                Err(fatal("encode_stalled", format!("Encoding made no progress for {} s and was stopped.", after.as_secs())))
-            }
-            Err(FfmpegError::TimedOut(after)) => {
-                Err(fatal("encode_timeout", format!("Encoding took longer than its limit of {} s.", after.as_secs())))
-            }
+            Err(FfmpegError::Stalled(after)) => Err(fatal(
+                "encode_stalled",
+                format!(
+                    "Encoding made no progress for {} s and was stopped.",
+                    after.as_secs()
+                ),
+            )),
+            Err(FfmpegError::TimedOut(after)) => Err(fatal(
+                "encode_timeout",
+                format!(
+                    "Encoding took longer than its limit of {} s.",
+                    after.as_secs()
+                ),
+            )),
             Err(FfmpegError::Failed { status, log }) => {
-                let space = self.media.free_bytes().map(|free| free < 1 << 20).unwrap_or(false);
+                let space = self
+                    .media
+                    .free_bytes()
+                    .map(|free| free < 1 << 20)
+                    .unwrap_or(false);
                 if space || log.contains("No space left") {
-                    return Err(fatal("insufficient_storage", "The media volume ran out of space while encoding."));
+                    return Err(fatal(
+                        "insufficient_storage",
+                        "The media volume ran out of space while encoding.",
+                    ));
                 }
-                let reason = if log.is_empty() { status } else { log.chars().take(400).collect() };
-                Err(fatal("encode_failed", format!("The video could not be decoded or encoded: {reason}")))
+                let reason = if log.is_empty() {
+                    status
+                } else {
+                    log.chars().take(400).collect()
+                };
+                Err(fatal(
+                    "encode_failed",
+                    format!("The video could not be decoded or encoded: {reason}"),
+                ))
             }
         }
     }
@@ -486,7 +606,10 @@ fn source_info(probed: &Probe, size: u64) -> SourceInfo {
         height,
         video_codec: probed.video.codec.clone(),
         audio_codec: probed.audio.as_ref().map(|a| a.codec.clone()),
-        frame_rate: probed.video.frame_rate.map(|r| (r.as_f64() * 1000.0).round() / 1000.0),
+        frame_rate: probed
+            .video
+            .frame_rate
+            .map(|r| (r.as_f64() * 1000.0).round() / 1000.0),
     }
 }
 
@@ -498,7 +621,11 @@ fn write_ladder(plan: &EncodePlan) -> Result<Vec<WrittenRung>, JobFailure> {
         .iter()
         .map(|rung| playlist::inspect_rung(&plan.out_dir.join(&rung.name), rung, has_audio))
         .collect::<Result<Vec<_>, _>>()?;
-    playlist::write_master(&plan.out_dir.join("master.m3u8"), &written, plan.frame_rate.as_f64())?;
+    playlist::write_master(
+        &plan.out_dir.join("master.m3u8"),
+        &written,
+        plan.frame_rate.as_f64(),
+    )?;
     for entry in walk(&plan.out_dir) {
         if let Ok(file) = std::fs::File::open(&entry) {
             let _ = file.sync_all();

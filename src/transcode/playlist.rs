@@ -38,13 +38,22 @@ pub struct WrittenRung {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PlaylistError> {
-    std::fs::read(path).map_err(|source| PlaylistError::Read { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| PlaylistError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Measures one rung folder (`index.m3u8`, `init.mp4`-style map, segments).
-pub fn inspect_rung(dir: &Path, rung: &PlannedRung, has_audio: bool) -> Result<WrittenRung, PlaylistError> {
+pub fn inspect_rung(
+    dir: &Path,
+    rung: &PlannedRung,
+    has_audio: bool,
+) -> Result<WrittenRung, PlaylistError> {
     let playlist_path = dir.join("index.m3u8");
-    let invalid = || PlaylistError::Invalid { path: playlist_path.clone() };
+    let invalid = || PlaylistError::Invalid {
+        path: playlist_path.clone(),
+    };
     let playlist = match m3u8_rs::parse_playlist_res(&read(&playlist_path)?) {
         Ok(Playlist::MediaPlaylist(playlist)) => playlist,
         _ => return Err(invalid()),
@@ -59,7 +68,9 @@ pub fn inspect_rung(dir: &Path, rung: &PlannedRung, has_audio: bool) -> Result<W
             init_uri = Some(map.uri.clone());
         }
         let path = dir.join(&segment.uri);
-        let bytes = std::fs::metadata(&path).map_err(|source| PlaylistError::Read { path, source })?.len();
+        let bytes = std::fs::metadata(&path)
+            .map_err(|source| PlaylistError::Read { path, source })?
+            .len();
         let bits = bytes as f64 * 8.0;
         let duration = f64::from(segment.duration);
         total_bits += bits;
@@ -69,7 +80,9 @@ pub fn inspect_rung(dir: &Path, rung: &PlannedRung, has_audio: bool) -> Result<W
     }
     let init_uri = init_uri.ok_or_else(invalid)?;
     let init = read(&dir.join(&init_uri))?;
-    let video = avc_codec(&init).ok_or_else(|| PlaylistError::NoVideoConfig { path: dir.join(&init_uri) })?;
+    let video = avc_codec(&init).ok_or_else(|| PlaylistError::NoVideoConfig {
+        path: dir.join(&init_uri),
+    })?;
     let codecs = match (has_audio, aac_codec(&init)) {
         (true, Some(audio)) => format!("{video},{audio}"),
         _ => video,
@@ -147,7 +160,11 @@ pub fn aac_codec(init: &[u8]) -> Option<String> {
 }
 
 /// Writes `master.m3u8` with rungs in ascending bandwidth order.
-pub fn write_master(path: &Path, rungs: &[WrittenRung], frame_rate: f64) -> Result<(), PlaylistError> {
+pub fn write_master(
+    path: &Path,
+    rungs: &[WrittenRung],
+    frame_rate: f64,
+) -> Result<(), PlaylistError> {
     let mut ordered: Vec<&WrittenRung> = rungs.iter().collect();
     ordered.sort_by_key(|r| r.peak_bps);
     let master = MasterPlaylist {
@@ -160,14 +177,20 @@ pub fn write_master(path: &Path, rungs: &[WrittenRung], frame_rate: f64) -> Resu
                 bandwidth: r.peak_bps,
                 average_bandwidth: Some(r.average_bps),
                 codecs: Some(r.codecs.clone()),
-                resolution: Some(Resolution { width: u64::from(r.rung.width), height: u64::from(r.rung.height) }),
+                resolution: Some(Resolution {
+                    width: u64::from(r.rung.width),
+                    height: u64::from(r.rung.height),
+                }),
                 frame_rate: Some((frame_rate * 1000.0).round() / 1000.0),
                 ..Default::default()
             })
             .collect(),
         ..Default::default()
     };
-    let write_error = |source| PlaylistError::Write { path: path.to_path_buf(), source };
+    let write_error = |source| PlaylistError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut bytes = Vec::new();
     master.write_to(&mut bytes).map_err(write_error)?;
     std::fs::write(path, bytes).map_err(write_error)
@@ -190,8 +213,8 @@ mod tests {
         init.extend(boxed(b"avcC", &[1, 0x64, 0x00, 0x1f, 0xff]));
         // esds: ES descriptor (id 1, no flags) > decoder config (AAC 0x40) > specific info (AAC-LC = 2).
         let esds = [
-            0, 0, 0, 0, 0x03, 0x19, 0, 1, 0, 0x04, 0x11, 0x40, 0x15, 0, 0, 0, 0, 0x01, 0xf4, 0, 0, 0x01, 0xf4, 0,
-            0x05, 0x02, 0x11, 0x90,
+            0, 0, 0, 0, 0x03, 0x19, 0, 1, 0, 0x04, 0x11, 0x40, 0x15, 0, 0, 0, 0, 0x01, 0xf4, 0, 0,
+            0x01, 0xf4, 0, 0x05, 0x02, 0x11, 0x90,
         ];
         init.extend(boxed(b"esds", &esds));
         assert_eq!(avc_codec(&init).as_deref(), Some("avc1.64001f"));
@@ -203,7 +226,12 @@ mod tests {
     #[test]
     fn master_lists_rungs_ascending_with_rounded_frame_rate() {
         let rung = |name: &str, w, h, peak| WrittenRung {
-            rung: PlannedRung { name: name.into(), width: w, height: h, video_kbps: 1 },
+            rung: PlannedRung {
+                name: name.into(),
+                width: w,
+                height: h,
+                video_kbps: 1,
+            },
             peak_bps: peak,
             average_bps: peak / 2,
             codecs: "avc1.64001f,mp4a.40.2".into(),
@@ -212,13 +240,26 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("master.m3u8");
-        write_master(&path, &[rung("720p", 1280, 720, 3_000_000), rung("360p", 640, 360, 900_000)], 30000.0 / 1001.0)
-            .unwrap();
+        write_master(
+            &path,
+            &[
+                rung("720p", 1280, 720, 3_000_000),
+                rung("360p", 640, 360, 900_000),
+            ],
+            30000.0 / 1001.0,
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.find("360p/index.m3u8") < text.find("720p/index.m3u8"), "{text}");
+        assert!(
+            text.find("360p/index.m3u8") < text.find("720p/index.m3u8"),
+            "{text}"
+        );
         assert!(text.contains("FRAME-RATE=29.97"), "{text}");
         assert!(text.contains("AVERAGE-BANDWIDTH=450000"));
         assert!(text.contains("#EXT-X-INDEPENDENT-SEGMENTS"));
-        assert!(matches!(m3u8_rs::parse_playlist_res(text.as_bytes()), Ok(Playlist::MasterPlaylist(_))));
+        assert!(matches!(
+            m3u8_rs::parse_playlist_res(text.as_bytes()),
+            Ok(Playlist::MasterPlaylist(_))
+        ));
     }
 }

@@ -18,7 +18,10 @@ pub struct Rational {
 impl Rational {
     fn parse(text: &str) -> Option<Self> {
         let (num, den) = text.split_once('/')?;
-        let rational = Self { num: num.trim().parse().ok()?, den: den.trim().parse().ok()? };
+        let rational = Self {
+            num: num.trim().parse().ok()?,
+            den: den.trim().parse().ok()?,
+        };
         (rational.num > 0 && rational.den > 0).then_some(rational)
     }
 
@@ -151,11 +154,18 @@ fn number(value: &Value) -> Option<f64> {
 
 impl RawStream {
     fn is_cover_art(&self) -> bool {
-        self.disposition.get("attached_pic").and_then(number).unwrap_or(0.0) > 0.0
+        self.disposition
+            .get("attached_pic")
+            .and_then(number)
+            .unwrap_or(0.0)
+            > 0.0
     }
 
     fn rotation(&self) -> u32 {
-        let from_side_data = self.side_data_list.iter().find_map(|side| side.get("rotation").and_then(number));
+        let from_side_data = self
+            .side_data_list
+            .iter()
+            .find_map(|side| side.get("rotation").and_then(number));
         let from_tag = self.tags.get("rotate").and_then(number);
         let degrees = from_side_data.or(from_tag).unwrap_or(0.0).round() as i64;
         // Display matrices count counter-clockwise, the rotate tag clockwise; for size, only 90 vs 180 matters.
@@ -163,7 +173,10 @@ impl RawStream {
     }
 
     fn dynamic(&self) -> Dynamic {
-        match (self.color_transfer.as_deref(), self.color_primaries.as_deref()) {
+        match (
+            self.color_transfer.as_deref(),
+            self.color_primaries.as_deref(),
+        ) {
             (Some("smpte2084"), _) => Dynamic::Pq,
             (Some("arib-std-b67"), _) => Dynamic::Hlg,
             (_, Some("bt2020")) => Dynamic::WideGamut,
@@ -174,9 +187,14 @@ impl RawStream {
 
 /// Parses ffprobe's `-show_format -show_streams` JSON.
 pub fn parse(json: &[u8]) -> Result<Probe, ProbeError> {
-    let raw: RawProbe = serde_json::from_slice(json).map_err(|e| ProbeError::Unreadable(e.to_string()))?;
+    let raw: RawProbe =
+        serde_json::from_slice(json).map_err(|e| ProbeError::Unreadable(e.to_string()))?;
     let kind = |s: &RawStream, k: &str| s.codec_type.as_deref() == Some(k);
-    let videos: Vec<&RawStream> = raw.streams.iter().filter(|s| kind(s, "video") && !s.is_cover_art()).collect();
+    let videos: Vec<&RawStream> = raw
+        .streams
+        .iter()
+        .filter(|s| kind(s, "video") && !s.is_cover_art())
+        .collect();
     // Index among all video streams (cover art included), as ffmpeg's `0:v:N` counts them.
     let video_index = raw
         .streams
@@ -185,7 +203,12 @@ pub fn parse(json: &[u8]) -> Result<Probe, ProbeError> {
         .position(|s| !s.is_cover_art())
         .ok_or(ProbeError::NoVideo)?;
     let stream = videos.first().ok_or(ProbeError::NoVideo)?;
-    let size = |v: &Option<Value>| v.as_ref().and_then(number).map(|n| n as i64).filter(|&n| n > 0 && n <= 65_536);
+    let size = |v: &Option<Value>| {
+        v.as_ref()
+            .and_then(number)
+            .map(|n| n as i64)
+            .filter(|&n| n > 0 && n <= 65_536)
+    };
     let (Some(width), Some(height)) = (size(&stream.width), size(&stream.height)) else {
         return Err(ProbeError::NoSize);
     };
@@ -196,7 +219,10 @@ pub fn parse(json: &[u8]) -> Result<Probe, ProbeError> {
         .or_else(|| stream.r_frame_rate.as_deref().and_then(Rational::parse));
     let video = VideoStream {
         index: video_index,
-        codec: stream.codec_name.clone().unwrap_or_else(|| "unknown".into()),
+        codec: stream
+            .codec_name
+            .clone()
+            .unwrap_or_else(|| "unknown".into()),
         coded_width: u32::try_from(width).unwrap_or(0),
         coded_height: u32::try_from(height).unwrap_or(0),
         rotation: stream.rotation(),
@@ -210,7 +236,10 @@ pub fn parse(json: &[u8]) -> Result<Probe, ProbeError> {
         .filter(|s| kind(s, "audio"))
         .enumerate()
         .find(|(_, s)| s.codec_name.is_some())
-        .map(|(index, s)| AudioStream { index, codec: s.codec_name.clone().unwrap_or_default() });
+        .map(|(index, s)| AudioStream {
+            index,
+            codec: s.codec_name.clone().unwrap_or_default(),
+        });
     let duration = raw
         .format
         .duration
@@ -232,7 +261,14 @@ pub fn parse(json: &[u8]) -> Result<Probe, ProbeError> {
 /// Runs ffprobe on `path` with a timeout; the process is killed if the future is dropped.
 pub async fn probe(ffprobe: &Path, path: &Path, timeout: Duration) -> Result<Probe, ProbeError> {
     let output = tokio::process::Command::new(ffprobe)
-        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
         .arg(path)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -240,11 +276,20 @@ pub async fn probe(ffprobe: &Path, path: &Path, timeout: Duration) -> Result<Pro
     let output = tokio::time::timeout(timeout, output)
         .await
         .map_err(|_| ProbeError::Timeout(timeout))?
-        .map_err(|source| ProbeError::Spawn { binary: ffprobe.display().to_string(), source })?;
+        .map_err(|source| ProbeError::Spawn {
+            binary: ffprobe.display().to_string(),
+            source,
+        })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let reason = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("ffprobe failed");
-        return Err(ProbeError::Unreadable(reason.trim().chars().take(300).collect()));
+        let reason = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("ffprobe failed");
+        return Err(ProbeError::Unreadable(
+            reason.trim().chars().take(300).collect(),
+        ));
     }
     parse(&output.stdout)
 }
@@ -272,10 +317,19 @@ mod tests {
         assert_eq!(probe.video.display_size(), (2160, 3840));
         assert_eq!(probe.video.rotation, 270);
         assert_eq!(probe.video.dynamic, Dynamic::Hlg);
-        assert_eq!(probe.video.frame_rate, Some(Rational { num: 30000, den: 1001 }));
+        assert_eq!(
+            probe.video.frame_rate,
+            Some(Rational {
+                num: 30000,
+                den: 1001
+            })
+        );
         assert_eq!(probe.audio.as_ref().map(|a| a.codec.as_str()), Some("aac"));
         assert!((probe.duration - 12.345).abs() < 1e-9);
-        assert_eq!(probe.video_stream_count, 1, "cover art is not a video stream");
+        assert_eq!(
+            probe.video_stream_count, 1,
+            "cover art is not a video stream"
+        );
         assert_eq!(probe.stream_count, 4);
     }
 
@@ -295,11 +349,17 @@ mod tests {
     #[test]
     fn audio_only_and_broken_output_are_clear_errors() {
         let audio_only = r#"{"streams":[{"codec_type":"audio","codec_name":"mp3"}],"format":{"duration":"3.0"}}"#;
-        assert!(matches!(parse(audio_only.as_bytes()), Err(ProbeError::NoVideo)));
+        assert!(matches!(
+            parse(audio_only.as_bytes()),
+            Err(ProbeError::NoVideo)
+        ));
         assert!(matches!(parse(b"{}"), Err(ProbeError::NoVideo)));
         assert!(matches!(parse(b"not json"), Err(ProbeError::Unreadable(_))));
         let no_duration = r#"{"streams":[{"codec_type":"video","width":2,"height":2}],"format":{"duration":"N/A"}}"#;
-        assert!(matches!(parse(no_duration.as_bytes()), Err(ProbeError::NoDuration)));
+        assert!(matches!(
+            parse(no_duration.as_bytes()),
+            Err(ProbeError::NoDuration)
+        ));
         let no_size = r#"{"streams":[{"codec_type":"video","width":0}],"format":{"duration":"1"}}"#;
         assert!(matches!(parse(no_size.as_bytes()), Err(ProbeError::NoSize)));
     }

@@ -65,21 +65,29 @@ impl Received {
         let staged = self.staged;
         let sources = target.parent().map(|p| p.to_path_buf());
         tokio::task::spawn_blocking(move || {
-            staged
-                .persist(&target)
-                .map_err(|e| MediaError::Io { path: target.clone(), source: e.error })?;
+            staged.persist(&target).map_err(|e| MediaError::Io {
+                path: target.clone(),
+                source: e.error,
+            })?;
             if let Some(dir) = sources {
                 sync_dir(&dir);
             }
             Ok(())
         })
         .await
-        .map_err(|join| MediaError::Io { path: media.source_path(id), source: io::Error::other(join) })?
+        .map_err(|join| MediaError::Io {
+            path: media.source_path(id),
+            source: io::Error::other(join),
+        })?
     }
 }
 
 /// Checks free space before anything is read.
-pub fn check_space(media: &MediaRoot, limits: &UploadLimits, expected: Option<u64>) -> Result<(), UploadError> {
+pub fn check_space(
+    media: &MediaRoot,
+    limits: &UploadLimits,
+    expected: Option<u64>,
+) -> Result<(), UploadError> {
     let free = media.free_bytes()?;
     let needed = limits.min_free_bytes.saturating_add(expected.unwrap_or(0));
     if free < needed {
@@ -88,23 +96,29 @@ pub fn check_space(media: &MediaRoot, limits: &UploadLimits, expected: Option<u6
     Ok(())
 }
 
-/// Streams `body` into a staged file for video `id`.
+/// Streams `body` into a staged file in `tmp/`.
 pub async fn receive<S, E>(
     body: S,
     media: &MediaRoot,
-    id: VideoId,
     limits: UploadLimits,
 ) -> Result<Received, UploadError>
 where
     S: Stream<Item = Result<Bytes, E>>,
     E: std::fmt::Display,
 {
-    let staged = media.stage_upload(id)?;
+    let staged = media.stage_upload()?;
     let (file, staged) = staged.into_parts();
     let path = staged.to_path_buf();
     let io_error = |source: io::Error| -> UploadError {
-        let error = MediaError::Io { path: path.clone(), source };
-        if error.is_out_of_space() { UploadError::InsufficientStorage } else { UploadError::Media(error) }
+        let error = MediaError::Io {
+            path: path.clone(),
+            source,
+        };
+        if error.is_out_of_space() {
+            UploadError::InsufficientStorage
+        } else {
+            UploadError::Media(error)
+        }
     };
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file));
     let mut head: Vec<u8> = Vec::with_capacity(SNIFF_LEN);
@@ -122,7 +136,9 @@ where
         };
         size += chunk.len() as u64;
         if size > limits.max_bytes {
-            return Err(UploadError::TooLarge { limit: limits.max_bytes });
+            return Err(UploadError::TooLarge {
+                limit: limits.max_bytes,
+            });
         }
         if container.is_none() {
             let wanted = SNIFF_LEN - head.len();
@@ -150,7 +166,11 @@ where
     let file = writer.into_inner();
     file.sync_all().await.map_err(io_error)?;
     drop(file);
-    Ok(Received { staged, size, container })
+    Ok(Received {
+        staged,
+        size,
+        container,
+    })
 }
 
 #[cfg(test)]
@@ -159,7 +179,11 @@ mod tests {
     use futures_util::stream;
 
     fn limits(max_bytes: u64) -> UploadLimits {
-        UploadLimits { max_bytes, min_free_bytes: 0, idle_timeout: Duration::from_secs(5) }
+        UploadLimits {
+            max_bytes,
+            min_free_bytes: 0,
+            idle_timeout: Duration::from_secs(5),
+        }
     }
 
     fn mp4_head() -> Vec<u8> {
@@ -170,7 +194,10 @@ mod tests {
     }
 
     fn chunks(data: Vec<u8>, size: usize) -> impl Stream<Item = Result<Bytes, io::Error>> {
-        let parts: Vec<_> = data.chunks(size).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let parts: Vec<_> = data
+            .chunks(size)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
         stream::iter(parts)
     }
 
@@ -180,7 +207,7 @@ mod tests {
         let media = MediaRoot::open(dir.path())?;
         let id = VideoId::new();
         let data = mp4_head();
-        let received = receive(chunks(data.clone(), 100), &media, id, limits(1 << 20)).await?;
+        let received = receive(chunks(data.clone(), 100), &media, limits(1 << 20)).await?;
         assert_eq!(received.size, data.len() as u64);
         assert_eq!(received.container, Container::IsoBmff);
         received.persist(&media, id).await?;
@@ -193,16 +220,22 @@ mod tests {
     async fn failures_leave_nothing_in_tmp() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let media = MediaRoot::open(dir.path())?;
-        let too_large = receive(chunks(mp4_head(), 1000), &media, VideoId::new(), limits(2000)).await;
-        assert!(matches!(too_large, Err(UploadError::TooLarge { limit: 2000 })));
-        let junk = receive(chunks(vec![b'x'; 5000], 1000), &media, VideoId::new(), limits(1 << 20)).await;
+        let too_large = receive(chunks(mp4_head(), 1000), &media, limits(2000)).await;
+        assert!(matches!(
+            too_large,
+            Err(UploadError::TooLarge { limit: 2000 })
+        ));
+        let junk = receive(chunks(vec![b'x'; 5000], 1000), &media, limits(1 << 20)).await;
         assert!(matches!(junk, Err(UploadError::NotAVideo)));
-        let short_junk = receive(chunks(b"hi".to_vec(), 1), &media, VideoId::new(), limits(1 << 20)).await;
+        let short_junk = receive(chunks(b"hi".to_vec(), 1), &media, limits(1 << 20)).await;
         assert!(matches!(short_junk, Err(UploadError::NotAVideo)));
-        let empty = receive(chunks(Vec::new(), 1), &media, VideoId::new(), limits(1 << 20)).await;
+        let empty = receive(chunks(Vec::new(), 1), &media, limits(1 << 20)).await;
         assert!(matches!(empty, Err(UploadError::Empty)));
-        let broken = stream::iter(vec![Ok(Bytes::from(mp4_head())), Err(io::Error::other("reset"))]);
-        let dropped = receive(broken, &media, VideoId::new(), limits(1 << 20)).await;
+        let broken = stream::iter(vec![
+            Ok(Bytes::from(mp4_head())),
+            Err(io::Error::other("reset")),
+        ]);
+        let dropped = receive(broken, &media, limits(1 << 20)).await;
         assert!(matches!(dropped, Err(UploadError::Body(_))));
         assert_eq!(std::fs::read_dir(media.tmp_dir())?.count(), 0);
         Ok(())

@@ -60,7 +60,13 @@ pub fn sniff(head: &[u8]) -> Option<Container> {
 /// Two or more sync bytes 188 apart (plain TS) or 192 apart (M2TS with timecodes).
 fn is_transport_stream(head: &[u8]) -> bool {
     [(188, 0), (192, 4)].iter().any(|&(stride, offset)| {
-        let syncs: Vec<u8> = head.iter().skip(offset).step_by(stride).take(3).copied().collect();
+        let syncs: Vec<u8> = head
+            .iter()
+            .skip(offset)
+            .step_by(stride)
+            .take(3)
+            .copied()
+            .collect();
         syncs.len() >= 2 && syncs.iter().all(|&b| b == 0x47)
     })
 }
@@ -80,7 +86,10 @@ mod tests {
     fn recognises_common_containers() {
         assert_eq!(sniff(&with_box(b"ftyp")), Some(Container::IsoBmff));
         assert_eq!(sniff(&with_box(b"moov")), Some(Container::IsoBmff));
-        assert_eq!(sniff(&[0x1A, 0x45, 0xDF, 0xA3, 0x9F]), Some(Container::Matroska));
+        assert_eq!(
+            sniff(&[0x1A, 0x45, 0xDF, 0xA3, 0x9F]),
+            Some(Container::Matroska)
+        );
         assert_eq!(sniff(b"RIFF\x10\0\0\0AVI LIST"), Some(Container::Avi));
         assert_eq!(sniff(b"FLV\x01\x05"), Some(Container::Flv));
         assert_eq!(sniff(b"OggS\0\x02"), Some(Container::Ogg));
@@ -94,10 +103,21 @@ mod tests {
     #[test]
     fn rejects_text_images_and_short_junk() {
         assert_eq!(sniff(b"hello, this is not a video at all"), None);
-        assert_eq!(sniff(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]), None);
+        assert_eq!(
+            sniff(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]),
+            None
+        );
         assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), None);
         assert_eq!(sniff(b""), None);
-        assert_eq!(sniff(&[0x47]), None, "one sync byte is not a transport stream");
-        assert_eq!(sniff(b"RIFF\x10\0\0\0WAVEfmt "), None, "WAV is RIFF but not AVI");
+        assert_eq!(
+            sniff(&[0x47]),
+            None,
+            "one sync byte is not a transport stream"
+        );
+        assert_eq!(
+            sniff(b"RIFF\x10\0\0\0WAVEfmt "),
+            None,
+            "WAV is RIFF but not AVI"
+        );
     }
 }

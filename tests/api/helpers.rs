@@ -1,0 +1,316 @@
+//! `TestApp`: a real `reel serve` process on port 0 with its own media dir, plus typed helpers.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const DEADLINE: Duration = Duration::from_secs(90);
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub media: PathBuf,
+    child: Child,
+    log: PathBuf,
+    _dirs: Vec<TempDir>,
+}
+
+/// One server-sent event as a client sees it.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub id: u64,
+    pub event: String,
+    pub data: Value,
+}
+
+impl TestApp {
+    /// A server with test settings (fast preset, 1 s segments) plus `extra` flags.
+    pub fn spawn(extra: &[&str]) -> TestApp {
+        let media = tempfile::tempdir().expect("media dir");
+        let path = media.path().to_path_buf();
+        TestApp::spawn_in(&path, extra, vec![media])
+    }
+
+    /// A server on an existing media dir (restarts).
+    pub fn spawn_in(media: &Path, extra: &[&str], keep: Vec<TempDir>) -> TestApp {
+        let logs = tempfile::tempdir().expect("log dir");
+        let log = logs.path().join("reel.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_reel"))
+            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+            .arg("--media-dir")
+            .arg(media)
+            .args([
+                "--x264-preset",
+                "ultrafast",
+                "--segment-seconds",
+                "1",
+                "--min-free-bytes",
+                "0",
+                "--encoders",
+                "1",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start reel");
+        let mut dirs = keep;
+        dirs.push(logs);
+        let mut app = TestApp {
+            base: String::new(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("client"),
+            media: media.to_path_buf(),
+            child,
+            log,
+            _dirs: dirs,
+        };
+        app.base = format!("http://127.0.0.1:{}", app.wait_for_port());
+        app
+    }
+
+    fn wait_for_port(&mut self) -> u16 {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("reel exited at start ({status}):\n{}", self.logs());
+            }
+            if let Ok(file) = std::fs::File::open(&self.log) {
+                for line in BufReader::new(file).lines().map_while(Result::ok) {
+                    let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                        continue;
+                    };
+                    if entry["fields"]["message"] == "listening" {
+                        let addr = entry["fields"]["addr"].as_str().expect("addr field");
+                        return addr
+                            .rsplit(':')
+                            .next()
+                            .and_then(|p| p.parse().ok())
+                            .expect("port");
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("reel did not start listening:\n{}", self.logs());
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// SIGKILL: a crash, with no chance to clean up.
+    pub fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(40),
+                "reel did not stop on SIGTERM:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub async fn upload_raw(&self, path: &Path, content_type: &str) -> reqwest::Response {
+        let bytes = tokio::fs::read(path).await.expect("read fixture");
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("clip");
+        self.client
+            .post(self.url("/api/v1/videos"))
+            .header("Content-Type", content_type)
+            .header("X-Filename", name)
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload request")
+    }
+
+    /// Uploads a fixture raw and returns the accepted resource.
+    pub async fn upload(&self, path: &Path) -> Value {
+        let response = self.upload_raw(path, "video/mp4").await;
+        assert_eq!(
+            response.status(),
+            202,
+            "upload of {} refused",
+            path.display()
+        );
+        response.json().await.expect("resource json")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn video(&self, id: &str) -> Value {
+        let (status, body) = self.get_json(&format!("/api/v1/videos/{id}")).await;
+        assert_eq!(status, 200, "GET video {id}: {body}");
+        body
+    }
+
+    /// Polls until the video reaches `status`; panics with the last state on timeout.
+    pub async fn wait_for(&self, id: &str, status: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let video = self.video(id).await;
+            if video["status"] == status {
+                return video;
+            }
+            if started.elapsed() > DEADLINE {
+                panic!(
+                    "video {id} never became {status}; last: {video}\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Reads the event stream until it ends (or `stop` says so), with a deadline.
+    pub async fn events(
+        &self,
+        id: &str,
+        last_event_id: Option<u64>,
+        stop: impl Fn(&Sse) -> bool,
+    ) -> Vec<Sse> {
+        let mut request = self
+            .client
+            .get(self.url(&format!("/api/v1/videos/{id}/events")));
+        if let Some(last) = last_event_id {
+            request = request.header("Last-Event-ID", last.to_string());
+        }
+        let response = request.send().await.expect("events request");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut stream = eventsource_stream::EventStream::new(response.bytes_stream());
+        let mut seen = Vec::new();
+        let read = async {
+            while let Some(event) = stream.next().await {
+                let event = event.expect("well-formed SSE");
+                let sse = Sse {
+                    id: event.id.parse().expect("numeric event id"),
+                    event: event.event.clone(),
+                    data: serde_json::from_str(&event.data).expect("JSON data"),
+                };
+                let done = stop(&sse);
+                seen.push(sse);
+                if done {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(DEADLINE, read).await.is_err() {
+            panic!(
+                "event stream of {id} did not end; got {seen:?}\n{}",
+                self.logs()
+            );
+        }
+        seen
+    }
+
+    pub async fn delete(&self, id: &str) -> u16 {
+        self.client
+            .delete(self.url(&format!("/api/v1/videos/{id}")))
+            .send()
+            .await
+            .expect("DELETE")
+            .status()
+            .as_u16()
+    }
+
+    /// Files below a media sub-folder, recursively.
+    pub fn files_in(&self, sub: &str) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    out.push(path.clone());
+                    walk(&path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.media.join(sub), &mut out);
+        out
+    }
+
+    /// ffmpeg processes working on this server's media dir.
+    pub fn ffmpeg_processes(&self) -> Vec<u32> {
+        let needle = self
+            .media
+            .canonicalize()
+            .unwrap_or(self.media.clone())
+            .to_string_lossy()
+            .into_owned();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.starts_with("ffmpeg") && cmdline.contains(&needle) {
+                found.push(pid);
+            }
+        }
+        found
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() || std::env::var_os("TEST_LOG").is_some() {
+            eprintln!("--- reel log ---\n{}", self.logs());
+        }
+    }
+}
+
+/// Runs ffprobe and returns its JSON.
+pub fn ffprobe(path: &Path, args: &[&str]) -> Value {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json"])
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    assert!(
+        output.status.success(),
+        "ffprobe {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("ffprobe json")
+}

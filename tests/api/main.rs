@@ -1,0 +1,10 @@
+//! Specs against the real thing: the `reel` binary on port 0, real ffmpeg, real disk.
+//! One test binary, so one link step; modules only here.
+
+mod events;
+mod fixtures;
+mod helpers;
+mod inputs;
+mod lifecycle;
+mod pipeline;
+mod upload;
