@@ -14,30 +14,28 @@ fn media_playlist(path: &Path) -> m3u8_rs::MediaPlaylist {
     }
 }
 
-/// Keyframe times of a rung's video, read from its init segment plus all media segments.
-fn keyframe_times(rung_dir: &Path, playlist: &m3u8_rs::MediaPlaylist) -> Vec<f64> {
-    let init = playlist
-        .segments
-        .iter()
-        .find_map(|s| s.map.as_ref())
-        .expect("EXT-X-MAP")
-        .uri
-        .clone();
+/// A rung as one playable file: its init segment followed by every media segment.
+fn joined_rung(rung_dir: &Path, playlist: &m3u8_rs::MediaPlaylist) -> tempfile::NamedTempFile {
+    let map = playlist.segments.iter().find_map(|s| s.map.as_ref());
+    let init = map.expect("EXT-X-MAP").uri.clone();
     let mut joined = std::fs::read(rung_dir.join(init)).expect("init segment");
     for segment in &playlist.segments {
         joined.extend(std::fs::read(rung_dir.join(&segment.uri)).expect("segment"));
     }
     let file = tempfile::NamedTempFile::new().expect("temp");
     std::fs::write(file.path(), joined).expect("write joined");
-    let packets = ffprobe(
-        file.path(),
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts_time,flags",
-        ],
-    );
+    file
+}
+
+/// Keyframe times of a rung's video.
+fn keyframe_times(joined: &Path) -> Vec<f64> {
+    let entries = [
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "packet=pts_time,flags",
+    ];
+    let packets = ffprobe(joined, &entries);
     packets["packets"]
         .as_array()
         .expect("packets")
@@ -106,9 +104,13 @@ async fn assert_valid_ladder(
         );
 
         // Times relative to the first frame: the muxer may shift the start (audio priming).
-        let keyframes = keyframe_times(&rung_dir, &playlist);
+        let joined = joined_rung(&rung_dir, &playlist);
+        let keyframes = keyframe_times(joined.path());
         let origin = keyframes.first().copied().unwrap_or(0.0);
-        let keyframes: Vec<f64> = keyframes.iter().map(|k| ((k - origin) * 1000.0).round() / 1000.0).collect();
+        let keyframes: Vec<f64> = keyframes
+            .iter()
+            .map(|k| ((k - origin) * 1000.0).round() / 1000.0)
+            .collect();
         let mut boundary = 0.0;
         for segment in &playlist.segments {
             assert!(
@@ -117,10 +119,7 @@ async fn assert_valid_ladder(
             );
             boundary += f64::from(segment.duration);
         }
-        let probe = ffprobe(
-            &rung_dir.join(&playlist.segments[0].map.as_ref().expect("map").uri),
-            &["-show_streams"],
-        );
+        let probe = ffprobe(joined.path(), &["-show_streams"]);
         let video_stream = probe["streams"]
             .as_array()
             .expect("streams")
