@@ -180,6 +180,18 @@ async fn health_readiness_metrics_and_openapi_are_served() {
 }
 
 #[tokio::test]
+async fn the_web_page_is_served_when_no_nginx_is_in_front() {
+    let app = TestApp::spawn(&[]);
+    let page = app.client.get(app.url("/")).send().await.expect("page");
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"].to_str().expect("type").starts_with("text/html"));
+    let html = page.text().await.expect("html");
+    assert!(html.contains("id=\"file-input\"") && html.contains("app.js"), "{html}");
+    let script = app.client.get(app.url("/app.js")).send().await.expect("script");
+    assert_eq!(script.status(), 200);
+}
+
+#[tokio::test]
 async fn a_bad_setting_stops_start_up_with_a_clear_message() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_reel"))
         .args(["serve", "--segment-seconds", "0", "--media-dir"])
