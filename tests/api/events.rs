@@ -8,10 +8,7 @@ const TERMINAL: [&str; 3] = ["ready", "failed", "canceled"];
 #[tokio::test]
 async fn events_start_with_a_snapshot_rise_monotonically_and_end_after_one_terminal_event() {
     let app = TestApp::spawn(&[]);
-    let id = app.upload(&fixtures::standard()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = app.upload_id(&fixtures::standard()).await;
     let events = app.events(&id, None, |_| false).await;
 
     assert_eq!(events[0].event, "snapshot", "first event: {:?}", events[0]);
@@ -54,10 +51,7 @@ async fn events_start_with_a_snapshot_rise_monotonically_and_end_after_one_termi
 #[tokio::test]
 async fn a_reconnect_with_last_event_id_continues_without_repeating() {
     let app = TestApp::spawn(&[]);
-    let id = app.upload(&fixtures::long()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = app.upload_id(&fixtures::long()).await;
     // Leave after the first real encoding progress, as a browser losing its connection would.
     let first = app
         .events(&id, None, |e| {
@@ -101,10 +95,7 @@ async fn a_reconnect_with_last_event_id_continues_without_repeating() {
 #[tokio::test]
 async fn a_finished_video_answers_with_its_snapshot_and_terminal_event() {
     let app = TestApp::spawn(&[]);
-    let id = app.upload(&fixtures::silent()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = app.upload_id(&fixtures::silent()).await;
     app.wait_for(&id, "ready").await;
     let events = app.events(&id, None, |_| false).await;
     let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();

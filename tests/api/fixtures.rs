@@ -150,42 +150,40 @@ pub fn tiny() -> PathBuf {
     )
 }
 
+const H264_10BIT: [&str; 6] = [
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-pix_fmt",
+    "yuv420p10le",
+];
+
 pub fn ten_bit() -> PathBuf {
     clip(
         "tenbit.mkv",
         "testsrc2=size=320x240:rate=25:duration=2",
         false,
-        &[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p10le",
-        ],
+        &H264_10BIT,
     )
 }
 
 /// HDR10-style: 10-bit, BT.2020 primaries, PQ transfer.
 pub fn hdr() -> PathBuf {
+    let tags = [
+        "-color_primaries",
+        "bt2020",
+        "-color_trc",
+        "smpte2084",
+        "-colorspace",
+        "bt2020nc",
+    ];
+    let args: Vec<&str> = H264_10BIT.iter().chain(tags.iter()).copied().collect();
     clip(
         "hdr.mkv",
         "testsrc2=size=320x240:rate=25:duration=2",
         false,
-        &[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p10le",
-            "-color_primaries",
-            "bt2020",
-            "-color_trc",
-            "smpte2084",
-            "-colorspace",
-            "bt2020nc",
-        ],
+        &args,
     )
 }
 

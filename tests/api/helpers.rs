@@ -163,6 +163,14 @@ impl TestApp {
         response.json().await.expect("resource json")
     }
 
+    /// Uploads a fixture and returns the new video's id.
+    pub async fn upload_id(&self, path: &Path) -> String {
+        self.upload(path).await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let response = self.client.get(self.url(path)).send().await.expect("GET");
         let status = response.status().as_u16();

@@ -6,10 +6,7 @@ use crate::fixtures;
 use crate::helpers::{TestApp, ffprobe};
 
 async fn ready_renditions(app: &TestApp, clip: &Path) -> (String, Vec<serde_json::Value>) {
-    let id = app.upload(clip).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = app.upload_id(clip).await;
     let video = app.wait_for(&id, "ready").await;
     (
         id,
@@ -139,10 +136,7 @@ async fn variable_frame_rate_becomes_constant_with_true_durations() {
 #[tokio::test]
 async fn an_audio_only_file_fails_with_a_clear_reason() {
     let app = TestApp::spawn(&[]);
-    let id = app.upload(&fixtures::audio_only()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = app.upload_id(&fixtures::audio_only()).await;
     let failed = app.wait_for(&id, "failed").await;
     assert_eq!(failed["error"]["code"], "no_video_stream");
     assert!(
@@ -158,10 +152,7 @@ async fn an_audio_only_file_fails_with_a_clear_reason() {
 #[tokio::test]
 async fn a_truncated_file_fails_with_a_reason_and_leaves_no_output() {
     let app = TestApp::spawn(&[]);
-    let id = app.upload(&fixtures::truncated()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = app.upload_id(&fixtures::truncated()).await;
     let failed = app.wait_for(&id, "failed").await;
     assert_eq!(failed["error"]["code"], "unreadable_source", "{failed}");
     assert!(!failed["error"]["message"].as_str().unwrap_or("").is_empty());

@@ -8,10 +8,7 @@ use crate::helpers::TestApp;
 #[tokio::test]
 async fn deleting_while_encoding_kills_ffmpeg_removes_every_file_and_tells_subscribers() {
     let app = TestApp::spawn(&[]);
-    let id = app.upload(&fixtures::long()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = app.upload_id(&fixtures::long()).await;
     let watcher = {
         let base = app.base.clone();
         let id = id.clone();
@@ -57,10 +54,7 @@ async fn deleting_while_encoding_kills_ffmpeg_removes_every_file_and_tells_subsc
 #[tokio::test]
 async fn uploads_are_accepted_while_every_encoder_is_busy() {
     let app = TestApp::spawn(&[]);
-    let busy = app.upload(&fixtures::long()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let busy = app.upload_id(&fixtures::long()).await;
     let started = Instant::now();
     while app.video(&busy).await["status"] != "processing" {
         assert!(started.elapsed() < Duration::from_secs(30));
@@ -89,10 +83,7 @@ async fn uploads_are_accepted_while_every_encoder_is_busy() {
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after() {
     let app = TestApp::spawn(&["--queue-capacity", "1"]);
-    let running = app.upload(&fixtures::long()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let running = app.upload_id(&fixtures::long()).await;
     while app.video(&running).await["status"] != "processing" {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -112,14 +103,8 @@ async fn a_full_queue_answers_503_with_retry_after() {
 #[tokio::test]
 async fn after_a_crash_the_running_and_the_queued_job_both_finish() {
     let mut app = TestApp::spawn(&[]);
-    let running = app.upload(&fixtures::long()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let queued = app.upload(&fixtures::standard()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let running = app.upload_id(&fixtures::long()).await;
+    let queued = app.upload_id(&fixtures::standard()).await;
     app.events(&running, None, |e| {
         e.event == "progress"
             && e.data["step"] == "encoding"
@@ -158,10 +143,7 @@ async fn after_a_crash_the_running_and_the_queued_job_both_finish() {
 #[tokio::test]
 async fn sigterm_during_an_encode_exits_cleanly_and_the_job_finishes_after_restart() {
     let mut app = TestApp::spawn(&[]);
-    let id = app.upload(&fixtures::long()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = app.upload_id(&fixtures::long()).await;
     let watcher = {
         let url = app.url(&format!("/api/v1/videos/{id}/events"));
         tokio::spawn(async move {

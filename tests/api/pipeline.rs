@@ -267,10 +267,7 @@ async fn a_multipart_upload_keeps_its_title_and_file_name() {
 async fn the_original_can_be_downloaded_whole_or_by_range() {
     let app = TestApp::spawn(&[]);
     let original = std::fs::read(fixtures::silent()).expect("fixture");
-    let id = app.upload(&fixtures::silent()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = app.upload_id(&fixtures::silent()).await;
     let url = app.url(&format!("/api/v1/videos/{id}/source"));
     let whole = app.client.get(&url).send().await.expect("download");
     assert_eq!(whole.status(), 200);

@@ -74,12 +74,7 @@ async fn the_list_is_newest_first_with_a_cursor_and_a_status_filter() {
     let app = TestApp::spawn(&[]);
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(
-            app.upload(&fixtures::tiny()).await["id"]
-                .as_str()
-                .expect("id")
-                .to_owned(),
-        );
+        ids.push(app.upload_id(&fixtures::tiny()).await);
     }
     let (status, page) = app.get_json("/api/v1/videos?limit=2").await;
     assert_eq!(status, 200);
@@ -132,10 +127,7 @@ async fn health_readiness_metrics_and_openapi_are_served() {
         (200, Some(true), Some(true))
     );
 
-    let id = app.upload(&fixtures::tiny()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = app.upload_id(&fixtures::tiny()).await;
     app.wait_for(&id, "ready").await;
     let metrics = app
         .client
@@ -184,10 +176,23 @@ async fn the_web_page_is_served_when_no_nginx_is_in_front() {
     let app = TestApp::spawn(&[]);
     let page = app.client.get(app.url("/")).send().await.expect("page");
     assert_eq!(page.status(), 200);
-    assert!(page.headers()["content-type"].to_str().expect("type").starts_with("text/html"));
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/html")
+    );
     let html = page.text().await.expect("html");
-    assert!(html.contains("id=\"file-input\"") && html.contains("app.js"), "{html}");
-    let script = app.client.get(app.url("/app.js")).send().await.expect("script");
+    assert!(
+        html.contains("id=\"file-input\"") && html.contains("app.js"),
+        "{html}"
+    );
+    let script = app
+        .client
+        .get(app.url("/app.js"))
+        .send()
+        .await
+        .expect("script");
     assert_eq!(script.status(), 200);
 }
 
