@@ -70,7 +70,7 @@ impl AppState {
         UploadLimits {
             max_bytes: self.config.max_upload_bytes,
             min_free_bytes: self.config.min_free_bytes,
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(self.config.upload_idle_timeout_secs),
         }
     }
 

@@ -93,6 +93,34 @@ pub struct Config {
     #[arg(long, env = "REEL_STALL_TIMEOUT_SECS", default_value_t = 120)]
     pub stall_timeout_secs: u64,
 
+    /// Longest accepted source, in seconds.
+    #[arg(long, env = "REEL_MAX_DURATION_SECS", default_value_t = 4 * 3600)]
+    pub max_duration_secs: u64,
+
+    /// Widest accepted picture (as displayed), in pixels.
+    #[arg(long, env = "REEL_MAX_WIDTH", default_value_t = 8192)]
+    pub max_width: u32,
+
+    /// Tallest accepted picture (as displayed), in pixels.
+    #[arg(long, env = "REEL_MAX_HEIGHT", default_value_t = 8192)]
+    pub max_height: u32,
+
+    /// Largest accepted picture area, in pixels (8K UHD by default).
+    #[arg(long, env = "REEL_MAX_PIXELS", default_value_t = 7680 * 4320)]
+    pub max_pixels: u64,
+
+    /// Highest accepted frame rate.
+    #[arg(long, env = "REEL_MAX_FRAME_RATE", default_value_t = 240.0)]
+    pub max_frame_rate: f64,
+
+    /// Most streams (video, audio, data, subtitles) a source may have.
+    #[arg(long, env = "REEL_MAX_STREAMS", default_value_t = 32)]
+    pub max_streams: usize,
+
+    /// A client that sends no upload bytes for this long is cut off and its partial file removed.
+    #[arg(long, env = "REEL_UPLOAD_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub upload_idle_timeout_secs: u64,
+
     /// Niceness added to ffmpeg so the server stays responsive while it encodes.
     #[arg(long, env = "REEL_FFMPEG_NICE", default_value_t = 10)]
     pub ffmpeg_nice: i32,
@@ -126,6 +154,8 @@ pub enum ConfigError {
     Nice(i32),
     #[error("--audio-kbps must be between 32 and 512, got {0}")]
     AudioKbps(u32),
+    #[error("--upload-idle-timeout-secs must be at least 1")]
+    UploadIdle,
     #[error("--x264-preset {0:?} is not an x264 preset")]
     Preset(String),
 }
@@ -161,6 +191,9 @@ impl Config {
         if !(32..=512).contains(&self.audio_kbps) {
             return Err(ConfigError::AudioKbps(self.audio_kbps));
         }
+        if self.upload_idle_timeout_secs == 0 {
+            return Err(ConfigError::UploadIdle);
+        }
         if !X264_PRESETS.contains(&self.x264_preset.as_str()) {
             return Err(ConfigError::Preset(self.x264_preset.clone()));
         }
@@ -172,6 +205,17 @@ impl Config {
             let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
             (cores / 2).max(1)
         })
+    }
+
+    pub fn input_limits(&self) -> crate::transcode::probe::InputLimits {
+        crate::transcode::probe::InputLimits {
+            max_duration: self.max_duration_secs as f64,
+            max_width: self.max_width,
+            max_height: self.max_height,
+            max_pixels: self.max_pixels,
+            max_frame_rate: self.max_frame_rate,
+            max_streams: self.max_streams,
+        }
     }
 
     pub fn stall_timeout(&self) -> Duration {
@@ -198,6 +242,13 @@ impl Config {
             segment_seconds: 4,
             stall_timeout_secs: 120,
             ffmpeg_nice: 10,
+            max_duration_secs: 4 * 3600,
+            max_width: 8192,
+            max_height: 8192,
+            max_pixels: 7680 * 4320,
+            max_frame_rate: 240.0,
+            max_streams: 32,
+            upload_idle_timeout_secs: 60,
             static_dir: "./static".into(),
             accel_redirect: false,
             http_workers: None,

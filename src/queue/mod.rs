@@ -225,7 +225,7 @@ impl Store {
         Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
-    /// Claims the oldest queued job (or one whose lease ran out) for `lease`.
+    /// Claims the oldest queued job that may run now (or one whose lease ran out) for `lease`.
     pub async fn claim(&self, lease: Duration) -> Result<Option<Video>, QueueError> {
         let now = Millis::now().0;
         let lease_until = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
@@ -233,7 +233,8 @@ impl Store {
             "UPDATE videos SET status = 'processing', step = 'probing', progress = 0, \
                  attempts = attempts + 1, lease_until = ?1, updated_at = ?2 \
              WHERE id = (SELECT id FROM videos \
-                         WHERE status = 'queued' OR (status = 'processing' AND lease_until < ?2) \
+                         WHERE (status = 'queued' AND run_after <= ?2) \
+                            OR (status = 'processing' AND lease_until < ?2) \
                          ORDER BY id LIMIT 1) \
              RETURNING {COLUMNS}"
         )))
@@ -329,13 +330,24 @@ impl Store {
         row.map(Video::try_from).transpose()
     }
 
-    /// Puts a running job back in the queue (graceful shutdown, retryable failure).
-    pub async fn requeue(&self, id: VideoId) -> Result<bool, QueueError> {
+    /// Puts a running job back in the queue, to run again after `delay`. An interrupted job
+    /// (shutdown) gets its attempt back: only real failures count towards the limit.
+    pub async fn requeue(
+        &self,
+        id: VideoId,
+        delay: Duration,
+        count_attempt: bool,
+    ) -> Result<bool, QueueError> {
+        let now = Millis::now().0;
+        let run_after = now + i64::try_from(delay.as_millis()).unwrap_or(0);
         let done = sqlx::query(
             "UPDATE videos SET status = 'queued', step = 'queued', progress = 0, lease_until = NULL, \
-                 updated_at = ?1 WHERE id = ?2 AND status = 'processing'",
+                 run_after = ?1, attempts = attempts - ?2, updated_at = ?3 \
+             WHERE id = ?4 AND status = 'processing'",
         )
-        .bind(Millis::now().0)
+        .bind(run_after)
+        .bind(if count_attempt { 0_i64 } else { 1_i64 })
+        .bind(now)
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;

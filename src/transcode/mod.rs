@@ -52,6 +52,7 @@ pub struct Settings {
     pub segment_seconds: u32,
     pub stall_timeout: Duration,
     pub nice: i32,
+    pub limits: probe::InputLimits,
 }
 
 impl From<&Config> for Settings {
@@ -65,6 +66,7 @@ impl From<&Config> for Settings {
             segment_seconds: config.segment_seconds,
             stall_timeout: config.stall_timeout(),
             nice: config.ffmpeg_nice,
+            limits: config.input_limits(),
         }
     }
 }
@@ -261,7 +263,7 @@ impl Encoders {
         };
         heartbeat.abort();
 
-        let label = self.settle(id, outcome, shutdown).await;
+        let label = self.settle(id, video.attempts, outcome, shutdown).await;
         let elapsed = started.elapsed().as_secs_f64();
         metrics::counter!(telemetry::JOBS, "outcome" => label).increment(1);
         metrics::histogram!(telemetry::JOB_DURATION, "outcome" => label).record(elapsed);
@@ -277,6 +279,7 @@ impl Encoders {
     async fn settle(
         &self,
         id: VideoId,
+        attempts: u32,
         outcome: Result<Vec<Rendition>, JobFailure>,
         shutdown: &CancellationToken,
     ) -> &'static str {
@@ -313,14 +316,16 @@ impl Encoders {
                 "canceled"
             }
             JobFailure::Interrupted | JobFailure::Retryable(_) => {
-                if let JobFailure::Retryable(reason) = &failure {
-                    warn!(%reason, "job hit a passing error; back to the queue");
-                    if !shutdown.is_cancelled() {
-                        tokio::time::sleep(Duration::from_secs(2)).await;
+                let (delay, count_attempt) = match &failure {
+                    JobFailure::Retryable(reason) => {
+                        let delay = retry_delay(attempts);
+                        warn!(%reason, retry_in = ?delay, "job hit a passing error; back to the queue");
+                        (delay, true)
                     }
-                }
+                    _ => (Duration::ZERO, false),
+                };
                 let _ = self.media.remove_video_outputs(id);
-                match self.store.requeue(id).await {
+                match self.store.requeue(id, delay, count_attempt).await {
                     Ok(true) => {
                         self.hub.publish(id, JobEvent::Status(VideoStatus::Queued));
                         self.wake();
@@ -402,6 +407,10 @@ impl Encoders {
         };
         let source = source_info(&probed, video.source_size);
         self.store.record_source(id, &source).await?;
+        self.settings
+            .limits
+            .check(&probed)
+            .map_err(|reason| fatal("input_too_large", reason))?;
         info!(
             width = source.width,
             height = source.height,
@@ -585,6 +594,12 @@ impl Encoders {
             }
         }
     }
+}
+
+/// Exponential back-off before a retry: 5 s, 20 s, 80 s, … capped at 10 minutes.
+fn retry_delay(attempts: u32) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(6);
+    Duration::from_secs(5 * 4_u64.pow(exponent)).min(Duration::from_secs(600))
 }
 
 /// Seconds left: from ffmpeg's speed when it reports one, else from elapsed time.

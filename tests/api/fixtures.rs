@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn dir() -> PathBuf {
+pub fn dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
     std::fs::create_dir_all(&dir).expect("fixture dir");
     dir
@@ -11,7 +11,7 @@ fn dir() -> PathBuf {
 
 /// Runs ffmpeg into `name` unless it exists; writes under a temporary name, then renames, so
 /// parallel test processes never see half a file.
-fn make(name: &str, args: &[&str]) -> PathBuf {
+pub fn make(name: &str, args: &[&str]) -> PathBuf {
     let target = dir().join(name);
     if target.exists() {
         return target;

@@ -45,16 +45,7 @@ impl TestApp {
             .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
             .arg("--media-dir")
             .arg(media)
-            .args([
-                "--x264-preset",
-                "ultrafast",
-                "--segment-seconds",
-                "1",
-                "--min-free-bytes",
-                "0",
-                "--encoders",
-                "1",
-            ])
+            .args(defaults_unless_given(extra))
             .args(extra)
             .env("RUST_LOG", "info,sqlx=warn")
             .stdin(Stdio::null())
@@ -294,6 +285,23 @@ impl TestApp {
         }
         found
     }
+}
+
+/// Test settings (fast preset, 1 s segments, one encoder), unless a test sets them itself.
+fn defaults_unless_given<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let defaults = [
+        ("--x264-preset", "ultrafast"),
+        ("--segment-seconds", "1"),
+        ("--min-free-bytes", "0"),
+        ("--encoders", "1"),
+    ];
+    let mut args = Vec::new();
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    args
 }
 
 impl Drop for TestApp {

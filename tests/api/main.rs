@@ -1,6 +1,7 @@
 //! Specs against the real thing: the `reel` binary on port 0, real ffmpeg, real disk.
 //! One test binary, so one link step; modules only here.
 
+mod corpus;
 mod events;
 mod fixtures;
 mod helpers;

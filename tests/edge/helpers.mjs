@@ -14,7 +14,8 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const REEL_BIN = process.env.REEL_BIN || path.join(REPO, 'target', 'debug', 'reel');
-export const NGINX_BIN = process.env.NGINX_BIN || 'nginx';
+// Debian puts nginx in /usr/sbin, which a non-root PATH may lack.
+export const NGINX_BIN = process.env.NGINX_BIN || (fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx');
 export const STATIC_DIR = path.join(REPO, 'static');
 export const NGINX_DIR = path.join(REPO, 'nginx');
 export const ARTIFACTS_DIR = process.env.REEL_ARTIFACTS_DIR || path.join(REPO, 'target', 'test-artifacts');
@@ -22,10 +23,17 @@ export const ARTIFACTS_DIR = process.env.REEL_ARTIFACTS_DIR || path.join(REPO, '
 // ---------- processes ----------
 
 const running = new Set();
+const tempDirs = [];
 
-// Last resort if a test crashes before its after() hook: end whatever is left.
-process.on('exit', () => {
+// Last resort if a test crashes before its after() hook: end whatever is left. Then remove
+// the temp folders, unless something failed (their logs tell why) or REEL_KEEP_TEMP is set.
+process.on('exit', (code) => {
   for (const child of running) killGroup(child, 'SIGKILL');
+  if (code || process.exitCode || process.env.REEL_KEEP_TEMP) {
+    if (tempDirs.length) process.stderr.write(`edge test folders kept: ${tempDirs.join(' ')}\n`);
+    return;
+  }
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 function killGroup(child, signal) {
@@ -70,7 +78,9 @@ function tail(file, lines = 40) {
 // ---------- files and ports ----------
 
 export function tempDir(label) {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `reel-edge-${label}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `reel-edge-${label}-`));
+  tempDirs.push(dir);
+  return dir;
 }
 
 export function freePort(host = '127.0.0.1') {

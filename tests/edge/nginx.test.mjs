@@ -28,7 +28,7 @@ before(async () => {
   ensureVendor();
   work = tempDir('nginx-test');
   smallClip = makeClip(work, { seconds: 4 });
-  mediumClip = makeClip(work, { seconds: 12 });
+  mediumClip = makeClip(work, { seconds: 20 }); // long enough for several progress events on a fast machine
   reel = await startReel({ mediaDir: path.join(work, 'media') });
   edge = await startNginx({ upstream: `127.0.0.1:${reel.port}`, mediaDir: reel.mediaDir });
   ready = await waitForStatus(edge.url, await upload(edge.url, smallClip));
@@ -286,26 +286,32 @@ describe('uploads', () => {
     assert.deepEqual(fs.readdirSync(edge.bodyTemp), []);
   });
 
-  test('an upload just under the limit is not refused by nginx', async () => {
-    // Not a video: reel reads the whole 50 MiB body, then answers 415 itself.
-    const body = Buffer.alloc(50 * 1024 * 1024 - 1024, 0);
+  test('an upload just under the limit goes through whole, and DELETE through nginx removes it', async () => {
+    // A real clip padded with zeros to 1 KiB under the 50 MiB both sides allow.
+    const clip = fs.readFileSync(smallClip);
+    const body = Buffer.concat([clip, Buffer.alloc(50 * 1024 * 1024 - 1024 - clip.length)]);
     const res = await request(`${edge.url}/api/v1/videos`, {
-      method: 'POST', headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length }, body,
+      method: 'POST', headers: { 'Content-Type': 'video/mp4', 'X-Filename': 'padded.mp4' }, body,
     });
-    assert.notEqual(res.status, 413, res.body.toString());
-    assert.match(JSON.parse(res.body).error.code, /^[a-z_]+$/);
+    assert.equal(res.status, 202, res.body.toString());
+    const video = JSON.parse(res.body);
+    assert.equal(fs.statSync(path.join(reel.mediaDir, 'sources', video.id)).size, body.length);
     assert.deepEqual(fs.readdirSync(edge.bodyTemp), []);
+    const deleted = await request(`${edge.url}${video.links.self}`, { method: 'DELETE' });
+    assert.equal(deleted.status, 204);
+    assert.equal((await request(`${edge.url}${video.links.self}`)).status, 404);
   });
 });
 
 describe('Server-Sent Events', () => {
-  test('progress events arrive one by one while the job runs, through nginx', async () => {
+  test('progress events arrive one by one while the job runs, through nginx', async (t) => {
     const video = await upload(edge.url, mediumClip);
     const stream = await readEvents(`${edge.url}${video.links.events}`, { timeoutMs: 90_000 });
     assert.equal(stream.status, 200);
     assert.match(stream.headers['content-type'], /^text\/event-stream/);
     assert.equal(stream.headers['content-length'], undefined);
-    assert.equal(stream.headers['content-encoding'], undefined, 'not compressed: gzip would hold events back');
+    assert.ok([undefined, 'identity'].includes(stream.headers['content-encoding']),
+      `not compressed (gzip would hold events back): ${stream.headers['content-encoding']}`);
     assert.equal(stream.headers['x-accel-buffering'], undefined, 'nginx consumes X-Accel-* headers');
     const names = stream.events.map((e) => e.event);
     assert.equal(names[0], 'snapshot', names.join(','));
@@ -320,6 +326,8 @@ describe('Server-Sent Events', () => {
     const end = stream.events.at(-1).at;
     assert.ok(end - Math.min(...arrivals) >= 300, 'the first progress event came well before the end');
     for (const e of stream.events) assert.ok(e.id, `every event has an id (${e.event})`);
+    const t0 = stream.events[0].at;
+    t.diagnostic(`events (ms after the snapshot): ${stream.events.map((e) => `${e.event}@${Math.round(e.at - t0)}`).join(' ')}`);
   });
 });
 
@@ -357,6 +365,23 @@ describe('source download via X-Accel-Redirect', () => {
     assert.equal(internal.status, 404);
     const unknown = await request(`${edge.url}/api/v1/videos/${randomUUID()}/source`);
     assert.equal(unknown.status, 404);
+  });
+});
+
+describe('media volume permissions', () => {
+  // The edge image runs nginx's workers with reel's uid, so this holds there either way. A
+  // host install where nginx runs as its own user (www-data) needs the files world- or
+  // group-readable; reel writes the originals 0600 today.
+  test('what nginx serves is readable by a user other than reel', {
+    todo: 'reel writes sources/<id> with mode 0600 (tempfile default): a host nginx running as www-data gets 403 on downloads',
+  }, () => {
+    const unreadable = [];
+    for (const dir of ['hls', 'sources']) {
+      for (const file of listFiles(path.join(reel.mediaDir, dir))) {
+        if (!(fs.statSync(file).mode & 0o004)) unreadable.push(path.relative(reel.mediaDir, file));
+      }
+    }
+    assert.deepEqual(unreadable, []);
   });
 });
 
