@@ -130,7 +130,7 @@ pub struct Config {
     pub static_dir: PathBuf,
 
     /// Behind nginx: answer source downloads with `X-Accel-Redirect: /_sources/<id>` and let nginx send the file.
-    #[arg(long, env = "REEL_ACCEL_REDIRECT", default_value_t = false)]
+    #[arg(long, env = "REEL_ACCEL_REDIRECT", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub accel_redirect: bool,
 
     /// HTTP worker threads; defaults to the number of cores.

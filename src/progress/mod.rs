@@ -43,7 +43,8 @@ pub struct ProgressUpdate {
 
 impl ProgressUpdate {
     pub fn new(status: VideoStatus, step: Step, progress: f64) -> Self {
-        let progress = progress.clamp(0.0, 1.0);
+        // Four decimals are finer than any bar; more is float noise on the wire.
+        let progress = (progress.clamp(0.0, 1.0) * 10_000.0).round() / 10_000.0;
         Self {
             status,
             step,

@@ -461,7 +461,14 @@ impl Encoders {
             move || write_ladder(&plan)
         })
         .await
-        .map_err(|join| JobFailure::Retryable(join.to_string()))??;
+        .map_err(|join| JobFailure::Retryable(join.to_string()))?
+        .map_err(|failure| {
+            if self.ran_out_of_space("") {
+                full_disk()
+            } else {
+                failure
+            }
+        })?;
         if cancel.is_cancelled() {
             return Err(JobFailure::Canceled);
         }
@@ -479,6 +486,16 @@ impl Encoders {
                 playlist: format!("/hls/{id}/{}/index.m3u8", w.rung.name),
             })
             .collect())
+    }
+
+    /// Whether a failure is most likely a full media volume (ffmpeg does not always say so).
+    fn ran_out_of_space(&self, log: &str) -> bool {
+        log.contains("No space left")
+            || self
+                .media
+                .free_bytes()
+                .map(|free| free < 4 << 20)
+                .unwrap_or(false)
     }
 
     fn plan(&self, probed: &Probe, source: PathBuf, out_dir: PathBuf) -> EncodePlan {
@@ -530,7 +547,7 @@ impl Encoders {
                     Step::Encoding,
                     PROBED + (ENCODED - PROBED) * done,
                 );
-                update.fps = sample.fps;
+                update.fps = sample.fps.filter(|fps| *fps > 0.0);
                 update.speed = sample.speed;
                 update.eta_seconds = eta(
                     started.elapsed().as_secs_f64(),
@@ -571,15 +588,14 @@ impl Encoders {
                 ),
             )),
             Err(FfmpegError::Failed { status, log }) => {
-                let space = self
-                    .media
-                    .free_bytes()
-                    .map(|free| free < 1 << 20)
-                    .unwrap_or(false);
-                if space || log.contains("No space left") {
+                if self.ran_out_of_space(&log) {
+                    return Err(full_disk());
+                }
+                if status.contains("signal: 9") {
                     return Err(fatal(
-                        "insufficient_storage",
-                        "The media volume ran out of space while encoding.",
+                        "encode_killed",
+                        "ffmpeg was killed by the system, most likely for lack of memory; \
+                         try fewer encoders or a smaller ladder.",
                     ));
                 }
                 let reason = if log.is_empty() {
@@ -596,6 +612,13 @@ impl Encoders {
     }
 }
 
+fn full_disk() -> JobFailure {
+    fatal(
+        "insufficient_storage",
+        "The media volume ran out of space while processing.",
+    )
+}
+
 /// Exponential back-off before a retry: 5 s, 20 s, 80 s, … capped at 10 minutes.
 fn retry_delay(attempts: u32) -> Duration {
     let exponent = attempts.saturating_sub(1).min(6);
@@ -609,7 +632,7 @@ fn eta(elapsed: f64, done: f64, speed: Option<f64>, duration: f64) -> Option<f64
         _ if done > 0.01 => elapsed / done * (1.0 - done),
         _ => return None,
     };
-    Some(seconds.max(0.0).round())
+    Some(seconds.max(0.0).ceil())
 }
 
 fn source_info(probed: &Probe, size: u64) -> SourceInfo {

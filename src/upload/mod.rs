@@ -65,6 +65,12 @@ impl Received {
         let staged = self.staged;
         let sources = target.parent().map(|p| p.to_path_buf());
         tokio::task::spawn_blocking(move || {
+            // Readable by the nginx workers that send downloads (tempfile creates 0600).
+            std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .map_err(|source| MediaError::Io {
+                    path: staged.to_path_buf(),
+                    source,
+                })?;
             staged.persist(&target).map_err(|e| MediaError::Io {
                 path: target.clone(),
                 source: e.error,

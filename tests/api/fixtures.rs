@@ -51,12 +51,7 @@ const H264: [&str; 6] = [
 fn clip(name: &str, video: &str, audio: bool, extra: &[&str]) -> PathBuf {
     let mut args = vec!["-f", "lavfi", "-i", video];
     if audio {
-        args.extend([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000:duration=3",
-        ]);
+        args.extend(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]);
     }
     args.extend(extra);
     if !extra.contains(&"-c:v") {
@@ -81,7 +76,7 @@ pub fn standard() -> PathBuf {
 /// A longer clip for tests that need a job still running when they act.
 pub fn long() -> PathBuf {
     clip(
-        "long.mp4",
+        "long-20s.mp4",
         "testsrc2=size=640x360:rate=30:duration=20",
         true,
         &[],

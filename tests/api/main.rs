@@ -3,6 +3,7 @@
 
 mod corpus;
 mod events;
+mod faults;
 mod fixtures;
 mod helpers;
 mod inputs;
