@@ -371,10 +371,8 @@ describe('source download via X-Accel-Redirect', () => {
 describe('media volume permissions', () => {
   // The edge image runs nginx's workers with reel's uid, so this holds there either way. A
   // host install where nginx runs as its own user (www-data) needs the files world- or
-  // group-readable; reel writes the originals 0600 today.
-  test('what nginx serves is readable by a user other than reel', {
-    todo: 'reel writes sources/<id> with mode 0600 (tempfile default): a host nginx running as www-data gets 403 on downloads',
-  }, () => {
+  // group-readable: reel writes the originals 0644 for that.
+  test('what nginx serves is readable by a user other than reel', () => {
     const unreadable = [];
     for (const dir of ['hls', 'sources']) {
       for (const file of listFiles(path.join(reel.mediaDir, dir))) {
