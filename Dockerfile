@@ -17,8 +17,8 @@
 ARG RUST_VERSION=1.95
 ARG NODE_VERSION=22
 ARG NGINX_VERSION=1.27
-# One uid for reel and for nginx's workers: reel writes uploaded originals
-# readable by their owner only, and nginx sends them (X-Accel-Redirect).
+# One uid for reel and for nginx's workers, so nginx can always read what reel
+# writes (it sends the originals through X-Accel-Redirect).
 ARG REEL_UID=10001
 
 # ---- web: vendor files for the page ------------------------------------------

@@ -223,8 +223,9 @@ export function preparePrefix(vars = {}) {
 }
 
 /**
- * Global directives for -g. As root, nginx would run its workers as `nobody`; the
- * deployment runs them as reel's own user (reel writes originals 0600), so do the same.
+ * Global directives for -g. As root, nginx would run its workers as `nobody`, which cannot
+ * enter the tests' private (0700) temp dirs; the deployment runs them as reel's own user,
+ * so run them as the user that owns the media dir here too.
  */
 function globalDirectives() {
   const extra = process.getuid && process.getuid() === 0 ? ' user root root;' : '';
