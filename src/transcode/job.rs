@@ -1,0 +1,470 @@
+//! One job from claim to its end: probe, plan, encode, publish, and how each failure is recorded.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::ffmpeg::{self, EncodePlan, FfmpegError, RunLimits};
+use super::playlist::{self, PlaylistError, WrittenRung};
+use super::probe::{self, Probe, ProbeError};
+use super::{Encoders, ladder};
+use crate::domain::{JobError, Rendition, SourceInfo, Step, VideoId, VideoStatus};
+use crate::media::MediaError;
+use crate::progress::{JobEvent, ProgressUpdate};
+use crate::queue::{QueueError, Video};
+
+/// Progress is written to the database at most this often (SSE gets every tick).
+const PERSIST_EVERY: Duration = Duration::from_secs(2);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Share of the job's progress bar taken by each step.
+const PROBED: f64 = 0.02;
+const ENCODED: f64 = 0.95;
+
+/// How a job ended when it did not end ready.
+#[derive(Debug)]
+pub(super) enum JobFailure {
+    /// The input or the encode is broken: fail now with a readable reason.
+    Fatal(JobError),
+    /// A hiccup (database, I/O): put the job back in the queue.
+    Retryable(String),
+    /// Deleted while running: the delete cleans up.
+    Canceled,
+    /// The server is shutting down: back to the queue.
+    Interrupted,
+}
+
+pub(super) fn fatal(code: &str, message: impl Into<String>) -> JobFailure {
+    JobFailure::Fatal(JobError {
+        code: code.into(),
+        message: message.into(),
+    })
+}
+
+impl From<ProbeError> for JobFailure {
+    fn from(error: ProbeError) -> Self {
+        match &error {
+            ProbeError::Spawn { .. } => JobFailure::Retryable(error.to_string()),
+            ProbeError::Timeout(_) => fatal(
+                "probe_timeout",
+                format!("Reading the file took too long: {error}."),
+            ),
+            ProbeError::NoVideo => fatal(
+                "no_video_stream",
+                "The file has no video stream (is it audio only?).",
+            ),
+            ProbeError::NoSize => fatal("no_video_size", "The video stream has no picture size."),
+            ProbeError::NoDuration => fatal(
+                "unknown_duration",
+                "The file's duration is unknown: it may be truncated.",
+            ),
+            ProbeError::Unreadable(reason) => fatal(
+                "unreadable_source",
+                format!("The file could not be read as a video ({reason})."),
+            ),
+        }
+    }
+}
+
+impl From<QueueError> for JobFailure {
+    fn from(error: QueueError) -> Self {
+        JobFailure::Retryable(format!("database: {error}"))
+    }
+}
+
+impl From<MediaError> for JobFailure {
+    fn from(error: MediaError) -> Self {
+        if error.is_out_of_space() {
+            fatal(
+                "insufficient_storage",
+                "The media volume ran out of space while processing.",
+            )
+        } else {
+            JobFailure::Retryable(error.to_string())
+        }
+    }
+}
+
+impl From<PlaylistError> for JobFailure {
+    fn from(error: PlaylistError) -> Self {
+        fatal(
+            "publish_failed",
+            format!("The encoded ladder is incomplete: {error}."),
+        )
+    }
+}
+
+impl Encoders {
+    /// Records the outcome and tells subscribers; returns the metric label.
+    pub(super) async fn settle(
+        &self,
+        id: VideoId,
+        attempts: u32,
+        outcome: Result<Vec<Rendition>, JobFailure>,
+        shutdown: &CancellationToken,
+    ) -> &'static str {
+        let failure = match outcome {
+            Ok(renditions) => match self.store.complete(id, &renditions).await {
+                Ok(Some(video)) => {
+                    self.hub.publish(id, JobEvent::Ready(Arc::new(video)));
+                    return "ready";
+                }
+                // Deleted while publishing: the published folder must not outlive the row.
+                Ok(None) => JobFailure::Canceled,
+                Err(error) => error.into(),
+            },
+            Err(JobFailure::Canceled) if shutdown.is_cancelled() => JobFailure::Interrupted,
+            Err(failure) => failure,
+        };
+        match failure {
+            JobFailure::Fatal(error) => {
+                warn!(code = %error.code, reason = %error.message, "job failed");
+                let _ = self.media.remove_video_outputs(id);
+                match self.store.fail(id, &error).await {
+                    Ok(Some(video)) => {
+                        self.hub.publish(id, JobEvent::Failed(Arc::new(video)));
+                    }
+                    Ok(None) => {}
+                    Err(db) => {
+                        warn!(error = %db, "cannot record the failure; the lease will retry the job")
+                    }
+                }
+                "failed"
+            }
+            JobFailure::Canceled => {
+                let _ = self.media.remove_video(id);
+                "canceled"
+            }
+            JobFailure::Interrupted | JobFailure::Retryable(_) => {
+                let (delay, count_attempt) = match &failure {
+                    JobFailure::Retryable(reason) => {
+                        let delay = retry_delay(attempts);
+                        warn!(%reason, retry_in = ?delay, "job hit a passing error; back to the queue");
+                        (delay, true)
+                    }
+                    _ => (Duration::ZERO, false),
+                };
+                let _ = self.media.remove_video_outputs(id);
+                match self.store.requeue(id, delay, count_attempt).await {
+                    Ok(true) => {
+                        self.hub.publish(id, JobEvent::Status(VideoStatus::Queued));
+                        self.wake();
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        warn!(%error, "cannot requeue; the lease will expire and requeue it")
+                    }
+                }
+                "requeued"
+            }
+        }
+    }
+
+    fn report(&self, id: VideoId, step: Step, progress: f64) {
+        self.hub.publish(
+            id,
+            JobEvent::Progress(ProgressUpdate::new(VideoStatus::Processing, step, progress)),
+        );
+    }
+
+    pub(super) async fn process(
+        &self,
+        video: &Video,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Rendition>, JobFailure> {
+        let id = video.id;
+        self.hub
+            .publish(id, JobEvent::Status(VideoStatus::Processing));
+        self.report(id, Step::Probing, 0.0);
+        // A rerun after a crash starts from scratch.
+        self.media.remove_video_outputs(id)?;
+
+        let source_path = self.media.source_path(id);
+        let probed = tokio::select! {
+            probed = probe::probe(&self.settings.ffprobe, &source_path, PROBE_TIMEOUT) => probed?,
+            () = cancel.cancelled() => return Err(JobFailure::Canceled),
+        };
+        let source = source_info(&probed, video.source_size);
+        self.store.record_source(id, &source).await?;
+        self.settings
+            .limits
+            .check(&probed)
+            .map_err(|reason| fatal("input_too_large", reason))?;
+        info!(
+            width = source.width,
+            height = source.height,
+            duration = source.duration,
+            "probed"
+        );
+
+        let workdir = self.media.job_workdir(id)?;
+        let ladder_dir = workdir.path().join("ladder");
+        let plan = self.plan(&probed, source_path, ladder_dir.clone());
+        std::fs::create_dir_all(&ladder_dir).map_err(|source| MediaError::Io {
+            path: ladder_dir.clone(),
+            source,
+        })?;
+        self.store
+            .record_progress(id, Step::Encoding, PROBED)
+            .await?;
+        self.report(id, Step::Encoding, PROBED);
+
+        self.encode(id, &plan, probed.duration, cancel).await?;
+        if cancel.is_cancelled() {
+            return Err(JobFailure::Canceled);
+        }
+
+        self.report(id, Step::Publishing, ENCODED);
+        self.store
+            .record_progress(id, Step::Publishing, ENCODED)
+            .await?;
+        let poster = ladder_dir.join("poster.jpg");
+        let poster_args = ffmpeg::poster_args(&plan, probed.duration, &poster);
+        if let Err(error) = ffmpeg::run(
+            &self.settings.ffmpeg,
+            &poster_args,
+            self.limits(10.0),
+            cancel,
+            |_| {},
+        )
+        .await
+        {
+            if cancel.is_cancelled() {
+                return Err(JobFailure::Canceled);
+            }
+            warn!(%error, "no poster");
+        }
+
+        let written = tokio::task::spawn_blocking({
+            let plan = plan.clone();
+            move || write_ladder(&plan)
+        })
+        .await
+        .map_err(|join| JobFailure::Retryable(join.to_string()))?
+        .map_err(|failure| {
+            if self.ran_out_of_space("") {
+                full_disk()
+            } else {
+                failure
+            }
+        })?;
+        if cancel.is_cancelled() {
+            return Err(JobFailure::Canceled);
+        }
+        self.media.publish(&ladder_dir, id)?;
+        drop(workdir);
+        Ok(written
+            .iter()
+            .map(|w| Rendition {
+                name: w.rung.name.clone(),
+                width: w.rung.width,
+                height: w.rung.height,
+                bandwidth: w.peak_bps,
+                average_bandwidth: w.average_bps,
+                codecs: w.codecs.clone(),
+                playlist: format!("/hls/{id}/{}/index.m3u8", w.rung.name),
+            })
+            .collect())
+    }
+
+    /// Whether a failure is most likely a full media volume (ffmpeg does not always say so).
+    fn ran_out_of_space(&self, log: &str) -> bool {
+        log.contains("No space left")
+            || self
+                .media
+                .free_bytes()
+                .map(|free| free < 4 << 20)
+                .unwrap_or(false)
+    }
+
+    fn plan(&self, probed: &Probe, source: PathBuf, out_dir: PathBuf) -> EncodePlan {
+        let (width, height) = probed.video.display_size();
+        EncodePlan {
+            source,
+            out_dir,
+            rungs: ladder::plan(width, height, &self.settings.ladder),
+            frame_rate: ffmpeg::output_frame_rate(probed),
+            video_index: probed.video.index,
+            audio_index: probed.audio.as_ref().map(|a| a.index),
+            audio_kbps: self.settings.audio_kbps,
+            dynamic: probed.video.dynamic,
+            segment_seconds: self.settings.segment_seconds,
+            preset: self.settings.preset.clone(),
+        }
+    }
+
+    fn limits(&self, source_seconds: f64) -> RunLimits {
+        // Generous: a 1-core ARM box encoding 1080p runs well below real time.
+        let total = Duration::from_secs_f64(source_seconds.max(1.0) * 20.0 + 300.0);
+        RunLimits {
+            stall: self.settings.stall_timeout,
+            total,
+            nice: self.settings.nice,
+        }
+    }
+
+    async fn encode(
+        &self,
+        id: VideoId,
+        plan: &EncodePlan,
+        duration: f64,
+        cancel: &CancellationToken,
+    ) -> Result<(), JobFailure> {
+        let args = ffmpeg::ladder_args(plan);
+        let started = Instant::now();
+        let mut last_persist = Instant::now();
+        let mut to_persist: Option<f64> = None;
+        let result = ffmpeg::run(
+            &self.settings.ffmpeg,
+            &args,
+            self.limits(duration),
+            cancel,
+            |sample| {
+                let done = (sample.out_time.as_secs_f64() / duration).clamp(0.0, 1.0);
+                let mut update = ProgressUpdate::new(
+                    VideoStatus::Processing,
+                    Step::Encoding,
+                    PROBED + (ENCODED - PROBED) * done,
+                );
+                update.fps = sample.fps.filter(|fps| *fps > 0.0);
+                update.speed = sample.speed;
+                update.eta_seconds = eta(
+                    started.elapsed().as_secs_f64(),
+                    done,
+                    sample.speed,
+                    duration,
+                );
+                if last_persist.elapsed() >= PERSIST_EVERY {
+                    last_persist = Instant::now();
+                    to_persist = Some(update.progress);
+                }
+                self.hub.publish(id, JobEvent::Progress(update));
+            },
+        )
+        .await;
+        if let Some(progress) = to_persist {
+            let _ = self
+                .store
+                .record_progress(id, Step::Encoding, progress)
+                .await;
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(FfmpegError::Canceled) => Err(JobFailure::Canceled),
+            Err(error @ FfmpegError::Spawn { .. }) => Err(JobFailure::Retryable(error.to_string())),
+            Err(FfmpegError::Stalled(after)) => Err(fatal(
+                "encode_stalled",
+                format!(
+                    "Encoding made no progress for {} s and was stopped.",
+                    after.as_secs()
+                ),
+            )),
+            Err(FfmpegError::TimedOut(after)) => Err(fatal(
+                "encode_timeout",
+                format!(
+                    "Encoding took longer than its limit of {} s.",
+                    after.as_secs()
+                ),
+            )),
+            Err(FfmpegError::Failed { status, log }) => {
+                if self.ran_out_of_space(&log) {
+                    return Err(full_disk());
+                }
+                if status.contains("signal: 9") {
+                    return Err(fatal(
+                        "encode_killed",
+                        "ffmpeg was killed by the system, most likely for lack of memory; \
+                         try fewer encoders or a smaller ladder.",
+                    ));
+                }
+                let reason = if log.is_empty() {
+                    status
+                } else {
+                    log.chars().take(400).collect()
+                };
+                Err(fatal(
+                    "encode_failed",
+                    format!("The video could not be decoded or encoded: {reason}"),
+                ))
+            }
+        }
+    }
+}
+
+fn full_disk() -> JobFailure {
+    fatal(
+        "insufficient_storage",
+        "The media volume ran out of space while processing.",
+    )
+}
+
+/// Exponential back-off before a retry: 5 s, 20 s, 80 s, … capped at 10 minutes.
+fn retry_delay(attempts: u32) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(6);
+    Duration::from_secs(5 * 4_u64.pow(exponent)).min(Duration::from_secs(600))
+}
+
+/// Seconds left: from ffmpeg's speed when it reports one, else from elapsed time.
+fn eta(elapsed: f64, done: f64, speed: Option<f64>, duration: f64) -> Option<f64> {
+    let seconds = match speed {
+        Some(speed) if speed > 0.01 => duration * (1.0 - done) / speed,
+        _ if done > 0.01 => elapsed / done * (1.0 - done),
+        _ => return None,
+    };
+    Some(seconds.max(0.0).ceil())
+}
+
+fn source_info(probed: &Probe, size: u64) -> SourceInfo {
+    let (width, height) = probed.video.display_size();
+    SourceInfo {
+        size,
+        duration: (probed.duration * 1000.0).round() / 1000.0,
+        width,
+        height,
+        video_codec: probed.video.codec.clone(),
+        audio_codec: probed.audio.as_ref().map(|a| a.codec.clone()),
+        frame_rate: probed
+            .video
+            .frame_rate
+            .map(|r| (r.as_f64() * 1000.0).round() / 1000.0),
+    }
+}
+
+/// Measures every rung and writes the master playlist (blocking file I/O).
+fn write_ladder(plan: &EncodePlan) -> Result<Vec<WrittenRung>, JobFailure> {
+    let has_audio = plan.audio_index.is_some();
+    let written = plan
+        .rungs
+        .iter()
+        .map(|rung| playlist::inspect_rung(&plan.out_dir.join(&rung.name), rung, has_audio))
+        .collect::<Result<Vec<_>, _>>()?;
+    playlist::write_master(
+        &plan.out_dir.join("master.m3u8"),
+        &written,
+        plan.frame_rate.as_f64(),
+    )?;
+    for entry in walk(&plan.out_dir) {
+        if let Ok(file) = std::fs::File::open(&entry) {
+            let _ = file.sync_all();
+        }
+    }
+    Ok(written)
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
