@@ -316,12 +316,14 @@ impl Encoders {
         let args = ffmpeg::ladder_args(plan);
         let started = Instant::now();
         let mut last_persist = Instant::now();
-        let mut to_persist: Option<f64> = None;
+        // Stops the encode before it fills the volume that uploads and the database share.
+        let low_space = cancel.child_token();
+        let floor = self.settings.min_free_bytes / 4;
         let result = ffmpeg::run(
             &self.settings.ffmpeg,
             &args,
             self.limits(duration),
-            cancel,
+            &low_space,
             |sample| {
                 let done = (sample.out_time.as_secs_f64() / duration).clamp(0.0, 1.0);
                 let mut update = ProgressUpdate::new(
@@ -339,17 +341,21 @@ impl Encoders {
                 );
                 if last_persist.elapsed() >= PERSIST_EVERY {
                     last_persist = Instant::now();
-                    to_persist = Some(update.progress);
+                    let (store, progress) = (self.store.clone(), update.progress);
+                    // Fire and forget: a late write is harmless (it only applies while processing, and never lowers).
+                    tokio::spawn(async move {
+                        store.record_progress(id, Step::Encoding, progress).await
+                    });
+                    if floor > 0 && self.media.free_bytes().is_ok_and(|free| free < floor) {
+                        low_space.cancel();
+                    }
                 }
                 self.hub.publish(id, JobEvent::Progress(update));
             },
         )
         .await;
-        if let Some(progress) = to_persist {
-            let _ = self
-                .store
-                .record_progress(id, Step::Encoding, progress)
-                .await;
+        if low_space.is_cancelled() && !cancel.is_cancelled() {
+            return Err(full_disk());
         }
         match result {
             Ok(()) => Ok(()),

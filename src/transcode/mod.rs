@@ -46,6 +46,8 @@ pub struct Settings {
     pub stall_timeout: Duration,
     pub nice: i32,
     pub limits: probe::InputLimits,
+    /// The encode is stopped when free space falls below a quarter of this.
+    pub min_free_bytes: u64,
 }
 
 impl From<&Config> for Settings {
@@ -60,6 +62,7 @@ impl From<&Config> for Settings {
             stall_timeout: config.stall_timeout(),
             nice: config.ffmpeg_nice,
             limits: config.input_limits(),
+            min_free_bytes: config.min_free_bytes,
         }
     }
 }

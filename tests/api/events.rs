@@ -59,6 +59,15 @@ async fn a_reconnect_with_last_event_id_continues_without_repeating() {
         })
         .await;
     let last_seen = first.last().expect("events").id;
+    // Progress is persisted while encoding, so the resource shows it too.
+    let started = std::time::Instant::now();
+    while app.video(&id).await["progress"].as_f64().unwrap_or(0.0) <= 0.02 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "progress never persisted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let rest = app.events(&id, Some(last_seen), |_| false).await;
 
     assert!(
