@@ -212,32 +212,31 @@ impl Encoders {
             .await?;
         self.report(id, Step::Encoding, PROBED);
 
-        self.encode(id, &plan, probed.duration, cancel).await?;
+        // The poster comes from its own short ffmpeg, run alongside the ladder so it adds no
+        // wall time to the job; a missing poster does not fail the job.
+        let poster = ladder_dir.join("poster.jpg");
+        let poster_args = ffmpeg::poster_args(&plan, probed.duration, &poster);
+        let poster_run = ffmpeg::run(
+            &self.settings.ffmpeg,
+            &poster_args,
+            self.limits(10.0),
+            cancel,
+            |_| {},
+        );
+        let (encoded, postered) =
+            tokio::join!(self.encode(id, &plan, probed.duration, cancel), poster_run);
+        encoded?;
         if cancel.is_cancelled() {
             return Err(JobFailure::Canceled);
+        }
+        if let Err(error) = postered {
+            warn!(%error, "no poster");
         }
 
         self.report(id, Step::Publishing, ENCODED);
         self.store
             .record_progress(id, Step::Publishing, ENCODED)
             .await?;
-        let poster = ladder_dir.join("poster.jpg");
-        let poster_args = ffmpeg::poster_args(&plan, probed.duration, &poster);
-        if let Err(error) = ffmpeg::run(
-            &self.settings.ffmpeg,
-            &poster_args,
-            self.limits(10.0),
-            cancel,
-            |_| {},
-        )
-        .await
-        {
-            if cancel.is_cancelled() {
-                return Err(JobFailure::Canceled);
-            }
-            warn!(%error, "no poster");
-        }
-
         let written = tokio::task::spawn_blocking({
             let plan = plan.clone();
             move || write_ladder(&plan)
@@ -452,25 +451,9 @@ fn write_ladder(plan: &EncodePlan) -> Result<Vec<WrittenRung>, JobFailure> {
         &written,
         plan.frame_rate.as_f64(),
     )?;
-    for entry in walk(&plan.out_dir) {
-        if let Ok(file) = std::fs::File::open(&entry) {
-            let _ = file.sync_all();
-        }
+    // One syncfs instead of an fsync per segment: the ladder is durable before it is published.
+    if let Ok(dir) = std::fs::File::open(&plan.out_dir) {
+        let _ = rustix::fs::syncfs(&dir);
     }
     Ok(written)
-}
-
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                files.extend(walk(&path));
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
 }

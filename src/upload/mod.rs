@@ -12,15 +12,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use std::io::Write;
 use tempfile::TempPath;
-use tokio::io::{AsyncWriteExt, BufWriter};
 
 use crate::domain::VideoId;
 use crate::media::{MediaError, MediaRoot, sync_dir};
 use sniff::{Container, SNIFF_LEN, sniff};
 
-/// Write buffer between the socket and the file: the only per-upload memory.
-const WRITE_BUFFER: usize = 256 * 1024;
+/// Chunks in flight between the socket and the disk writer: with actix's chunks of at most
+/// 64 KiB, the only per-upload memory (≤ 1 MiB), and the back-pressure that slows a client
+/// down to the disk's pace.
+const CHUNKS_IN_FLIGHT: usize = 16;
+/// Writeback of what is written is started every this many bytes, so the closing fsync has
+/// little left to wait for and a large upload does not fill the page cache of a small box.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 /// Free space is re-checked after this many bytes.
 const SPACE_CHECK_EVERY: u64 = 64 * 1024 * 1024;
 
@@ -126,7 +131,7 @@ where
             UploadError::Media(error)
         }
     };
-    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file));
+    let writer = DiskWriter::start(file);
     let mut head: Vec<u8> = Vec::with_capacity(SNIFF_LEN);
     let mut container = None;
     let mut size: u64 = 0;
@@ -153,7 +158,16 @@ where
                 container = Some(sniff(&head).ok_or(UploadError::NotAVideo)?);
             }
         }
-        writer.write_all(&chunk).await.map_err(io_error)?;
+        if !writer.write(chunk).await {
+            // The writer stopped: its error says why.
+            return Err(io_error(
+                writer
+                    .finish()
+                    .await
+                    .err()
+                    .unwrap_or_else(|| io::Error::other("writer stopped")),
+            ));
+        }
         if size >= next_space_check {
             next_space_check = size + SPACE_CHECK_EVERY;
             if media.free_bytes()? < limits.min_free_bytes / 2 {
@@ -168,15 +182,66 @@ where
         Some(container) => container,
         None => sniff(&head).ok_or(UploadError::NotAVideo)?,
     };
-    writer.flush().await.map_err(io_error)?;
-    let file = writer.into_inner();
-    file.sync_all().await.map_err(io_error)?;
-    drop(file);
+    writer.finish().await.map_err(io_error)?;
     Ok(Received {
         staged,
         size,
         container,
     })
+}
+
+/// Writes an upload on a blocking thread: chunks are moved in (no copy), written with plain
+/// `write`s, and pushed to disk as they go; [`DiskWriter::finish`] fsyncs.
+struct DiskWriter {
+    chunks: tokio::sync::mpsc::Sender<Bytes>,
+    thread: tokio::task::JoinHandle<io::Result<()>>,
+    /// Set by `finish`: an upload dropped on an error is not worth an fsync.
+    complete: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DiskWriter {
+    fn start(mut file: std::fs::File) -> Self {
+        let (chunks, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+        let complete = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = complete.clone();
+        let thread = tokio::task::spawn_blocking(move || {
+            let (mut written, mut pushed) = (0u64, 0u64);
+            while let Some(chunk) = receiver.blocking_recv() {
+                file.write_all(&chunk)?;
+                written += chunk.len() as u64;
+                if written - pushed >= WRITEBACK_EVERY {
+                    // On Linux this starts writeback of the range without waiting for it.
+                    let length = std::num::NonZeroU64::new(written - pushed);
+                    let _ =
+                        rustix::fs::fadvise(&file, pushed, length, rustix::fs::Advice::DontNeed);
+                    pushed = written;
+                }
+            }
+            if done.load(std::sync::atomic::Ordering::Acquire) {
+                file.sync_all()
+            } else {
+                Ok(())
+            }
+        });
+        Self {
+            chunks,
+            thread,
+            complete,
+        }
+    }
+
+    /// Hands a chunk to the writer; `false` when the writer has stopped on an error.
+    async fn write(&self, chunk: Bytes) -> bool {
+        self.chunks.send(chunk).await.is_ok()
+    }
+
+    /// Waits until everything is written and fsynced.
+    async fn finish(self) -> io::Result<()> {
+        self.complete
+            .store(true, std::sync::atomic::Ordering::Release);
+        drop(self.chunks);
+        self.thread.await.map_err(io::Error::other)?
+    }
 }
 
 #[cfg(test)]
