@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, Responder, get, web};
 use actix_web_lab::sse::{self, Sse};
+use bytestring::ByteString;
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -37,37 +38,32 @@ fn frame(id: u64, name: &'static str, payload: &impl Serialize) -> Option<sse::E
     Some(sse::Event::Data(data.event(name).id(id.to_string())))
 }
 
+fn json(payload: &impl Serialize) -> Option<ByteString> {
+    serde_json::to_string(payload).ok().map(ByteString::from)
+}
+
+/// What a hub event looks like on the wire: its name and JSON data.
+fn encode(video: VideoId, event: &JobEvent) -> Option<(&'static str, ByteString)> {
+    let status = |status| StatusChange { id: video, status };
+    Some(match event {
+        JobEvent::Progress(update) => ("progress", json(update)?),
+        JobEvent::Status(change) => ("status", json(&status(*change))?),
+        JobEvent::Ready(video) => ("ready", json(&VideoResource::new(video, None))?),
+        JobEvent::Failed(video) => ("failed", json(&VideoResource::new(video, None))?),
+        JobEvent::Canceled => ("canceled", json(&status(VideoStatus::Canceled))?),
+        JobEvent::Reconnect => ("reconnect", json(&status(VideoStatus::Processing))?),
+    })
+}
+
+/// A hub event as an SSE frame; the JSON is made once per event, not once per subscriber.
 fn render(video: VideoId, stamped: &Stamped) -> Option<sse::Event> {
-    let id = stamped.id;
-    match &stamped.event {
-        JobEvent::Progress(update) => frame(id, "progress", update),
-        JobEvent::Status(status) => frame(
-            id,
-            "status",
-            &StatusChange {
-                id: video,
-                status: *status,
-            },
-        ),
-        JobEvent::Ready(video) => frame(id, "ready", &VideoResource::new(video, None)),
-        JobEvent::Failed(video) => frame(id, "failed", &VideoResource::new(video, None)),
-        JobEvent::Canceled => frame(
-            id,
-            "canceled",
-            &StatusChange {
-                id: video,
-                status: VideoStatus::Canceled,
-            },
-        ),
-        JobEvent::Reconnect => frame(
-            id,
-            "reconnect",
-            &StatusChange {
-                id: video,
-                status: VideoStatus::Processing,
-            },
-        ),
-    }
+    let (name, data) = stamped
+        .wire
+        .get_or_init(|| encode(video, &stamped.event))
+        .clone()?;
+    Some(sse::Event::Data(
+        sse::Data::new(data).event(name).id(stamped.id.to_string()),
+    ))
 }
 
 fn terminal_frame(id: u64, video: &Video) -> Option<sse::Event> {

@@ -7,9 +7,10 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytestring::ByteString;
 use dashmap::DashMap;
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -79,6 +80,8 @@ impl JobEvent {
 pub struct Stamped {
     pub id: u64,
     pub event: JobEvent,
+    /// The event as subscribers receive it (name and JSON), serialized once for all of them.
+    pub wire: OnceLock<Option<(&'static str, ByteString)>>,
 }
 
 struct Channel {
@@ -185,6 +188,7 @@ impl Hub {
         let stamped = Arc::new(Stamped {
             id: self.next_id(),
             event,
+            wire: OnceLock::new(),
         });
         if state.recent.len() == RING
             && let Some(old) = state.recent.pop_front()
