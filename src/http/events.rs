@@ -128,6 +128,8 @@ pub async fn events(
         .get("Last-Event-ID")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
+    // Stamped before subscribing, so every live event that follows the snapshot has a larger id.
+    let snapshot_id = state.hub.stamp();
     // Subscribe before reading the database: an event published in between is then not lost.
     let subscription = state.hub.subscribe(id);
     let video = match state.store.get(id).await {
@@ -146,7 +148,7 @@ pub async fn events(
     let snapshot = |progress: f64, position: Option<u32>| {
         let mut resource = VideoResource::new(&video, position);
         resource.progress = resource.progress.max(progress);
-        frame(state.hub.stamp(), "snapshot", &resource)
+        frame(snapshot_id, "snapshot", &resource)
     };
 
     if video.status.is_terminal() {
