@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::fixtures;
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, streamed};
 
 /// A stand-in binary that hangs like a wedged ffmpeg or ffprobe would; while it runs, its
 /// command line is `<name>-running 600`.
@@ -37,6 +37,19 @@ fn mp4_head() -> Vec<u8> {
     head.extend_from_slice(b"ftypisom\0\0\x02\0isomiso2");
     head.resize(4096, 0);
     head
+}
+
+/// A raw upload declaring 10 MiB, of which only the headers are sent yet.
+async fn start_raw_upload(app: &TestApp) -> TcpStream {
+    let mut socket = TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/v1/videos HTTP/1.1\r\nHost: reel\r\nContent-Type: video/mp4\r\nContent-Length: {}\r\n\r\n",
+        10 << 20
+    );
+    socket.write_all(head.as_bytes()).await.expect("headers");
+    socket
 }
 
 #[tokio::test]
@@ -102,14 +115,7 @@ async fn two_racing_deletes_get_one_204_and_one_404() {
 #[tokio::test]
 async fn a_stalled_upload_is_cut_off_and_its_partial_file_removed() {
     let app = TestApp::spawn(&["--upload-idle-timeout-secs", "2"]);
-    let mut socket = TcpStream::connect(app.base.trim_start_matches("http://"))
-        .await
-        .expect("connect");
-    let head = format!(
-        "POST /api/v1/videos HTTP/1.1\r\nHost: reel\r\nContent-Type: video/mp4\r\nContent-Length: {}\r\n\r\n",
-        10 << 20
-    );
-    socket.write_all(head.as_bytes()).await.expect("headers");
+    let mut socket = start_raw_upload(&app).await;
     socket.write_all(&mp4_head()).await.expect("first bytes");
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(15), socket.read_to_end(&mut answer)).await;
@@ -124,14 +130,7 @@ async fn a_stalled_upload_is_cut_off_and_its_partial_file_removed() {
 async fn a_dropped_upload_leaves_nothing_behind() {
     let app = TestApp::spawn(&[]);
     {
-        let mut socket = TcpStream::connect(app.base.trim_start_matches("http://"))
-            .await
-            .expect("connect");
-        let head = format!(
-            "POST /api/v1/videos HTTP/1.1\r\nHost: reel\r\nContent-Type: video/mp4\r\nContent-Length: {}\r\n\r\n",
-            10 << 20
-        );
-        socket.write_all(head.as_bytes()).await.expect("headers");
+        let mut socket = start_raw_upload(&app).await;
         let mut body = mp4_head();
         body.resize(300 * 1024, 7);
         socket.write_all(&body).await.expect("some bytes");
@@ -216,15 +215,11 @@ async fn a_full_disk_fails_one_upload_and_one_job_cleanly_and_work_resumes_when_
     // An upload of unknown length that does not fit: ENOSPC while streaming.
     let mut big = mp4_head();
     big.resize(64 << 20, 0);
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        big.chunks(256 * 1024).map(|c| Ok(c.to_vec())).collect();
     let response = app
         .client
         .post(app.url("/api/v1/videos"))
         .header("Content-Type", "video/mp4")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
+        .body(streamed(big.clone()))
         .send()
         .await;
     if let Ok(response) = response {

@@ -112,18 +112,22 @@ impl TestApp {
         kib * 1024
     }
 
-    /// A gauge or counter value from `/metrics`.
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let response = self
             .client
             .get(self.url("/metrics"))
             .send()
             .await
-            .expect("metrics")
-            .text()
+            .expect("metrics");
+        response.text().await.expect("text")
+    }
+
+    /// A gauge or counter value from `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        self.metrics_text()
             .await
-            .expect("text");
-        text.lines()
+            .lines()
             .find_map(|l| {
                 l.strip_prefix(name)
                     .and_then(|rest| rest.trim().parse().ok())
@@ -350,6 +354,13 @@ fn defaults_unless_given<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         }
     }
     args
+}
+
+/// A request body sent in 256 KiB chunks with no Content-Length, as a browser stream would.
+pub fn streamed(bytes: Vec<u8>) -> reqwest::Body {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(256 * 1024).map(|c| Ok(c.to_vec())).collect();
+    reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
 }
 
 impl Drop for TestApp {

@@ -1,7 +1,7 @@
 //! The rest of the v1 contract: limits, errors, listing, health, metrics, OpenAPI.
 
 use crate::fixtures;
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, streamed};
 
 #[tokio::test]
 async fn an_upload_over_the_size_limit_is_a_413_and_leaves_nothing_behind() {
@@ -12,10 +12,7 @@ async fn an_upload_over_the_size_limit_is_a_413_and_leaves_nothing_behind() {
     assert_eq!(body["error"]["code"], "payload_too_large");
 
     // Without a Content-Length the limit is enforced while streaming.
-    let bytes = std::fs::read(fixtures::standard()).expect("fixture");
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        bytes.chunks(16 * 1024).map(|c| Ok(c.to_vec())).collect();
-    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let body = streamed(std::fs::read(fixtures::standard()).expect("fixture"));
     let response = app
         .client
         .post(app.url("/api/v1/videos"))
@@ -129,15 +126,7 @@ async fn health_readiness_metrics_and_openapi_are_served() {
 
     let id = app.upload_id(&fixtures::tiny()).await;
     app.wait_for(&id, "ready").await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics_text().await;
     for name in [
         "reel_uploads_total{outcome=\"accepted\"} 1",
         "reel_upload_bytes_total",
