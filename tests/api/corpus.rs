@@ -53,14 +53,7 @@ const TONE: &str = "sine=duration=1";
 
 fn corpus() -> Vec<(&'static str, PathBuf, Expected)> {
     use Expected::*;
-    let h264 = [
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-    ];
+    let h264 = fixtures::H264;
     let srt = write("subs.srt", b"1\n00:00:00,000 --> 00:00:01,000\nhello\n");
     let mut ftyp_junk = vec![0, 0, 0, 0x18];
     ftyp_junk.extend_from_slice(b"ftypisom\0\0\x02\0isomiso2");

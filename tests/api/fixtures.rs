@@ -39,7 +39,7 @@ fn ext(name: &str) -> String {
         .unwrap_or_default()
 }
 
-const H264: [&str; 6] = [
+pub const H264: [&str; 6] = [
     "-c:v",
     "libx264",
     "-preset",
@@ -193,12 +193,6 @@ pub fn vfr() -> PathBuf {
             "select='lt(t\\,1)+not(mod(n\\,3))'",
             "-fps_mode",
             "vfr",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
         ],
     )
 }

@@ -316,26 +316,14 @@ impl TestApp {
 
     /// ffmpeg processes working on this server's media dir.
     pub fn ffmpeg_processes(&self) -> Vec<u32> {
-        let needle = self
-            .media
-            .canonicalize()
-            .unwrap_or(self.media.clone())
-            .to_string_lossy()
-            .into_owned();
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            if cmdline.starts_with("ffmpeg") && cmdline.contains(&needle) {
-                found.push(pid);
-            }
-        }
-        found
+        let media = self.media.canonicalize().unwrap_or(self.media.clone());
+        let is_ffmpeg = |pid: &u32| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"ffmpeg\0"))
+        };
+        TestApp::processes_with(&media.to_string_lossy())
+            .into_iter()
+            .filter(is_ffmpeg)
+            .collect()
     }
 }
 
