@@ -215,13 +215,7 @@ async fn a_full_disk_fails_one_upload_and_one_job_cleanly_and_work_resumes_when_
     // An upload of unknown length that does not fit: ENOSPC while streaming.
     let mut big = mp4_head();
     big.resize(64 << 20, 0);
-    let response = app
-        .client
-        .post(app.url("/api/v1/videos"))
-        .header("Content-Type", "video/mp4")
-        .body(streamed(big.clone()))
-        .send()
-        .await;
+    let response = app.post_video(streamed(big.clone())).await;
     if let Ok(response) = response {
         assert_eq!(response.status(), 507);
     }
@@ -231,14 +225,7 @@ async fn a_full_disk_fails_one_upload_and_one_job_cleanly_and_work_resumes_when_
     );
 
     // A declared length that cannot fit is refused before a byte is written.
-    let declared = app
-        .client
-        .post(app.url("/api/v1/videos"))
-        .header("Content-Type", "video/mp4")
-        .body(big)
-        .send()
-        .await
-        .expect("post");
+    let declared = app.post_video(big).await.expect("post");
     assert_eq!(declared.status(), 507);
 
     // Room for the source but not for its ladder: the job fails, the server stays up.

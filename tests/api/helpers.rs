@@ -194,6 +194,20 @@ impl TestApp {
             .expect("upload request")
     }
 
+    /// `POST /api/v1/videos` with a `video/mp4` body; an `Err` means the server cut the
+    /// connection before answering (allowed when it refuses a body mid-stream).
+    pub async fn post_video(
+        &self,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.client
+            .post(self.url("/api/v1/videos"))
+            .header("Content-Type", "video/mp4")
+            .body(body)
+            .send()
+            .await
+    }
+
     /// Uploads a fixture raw and returns the accepted resource.
     pub async fn upload(&self, path: &Path) -> Value {
         let response = self.upload_raw(path, "video/mp4").await;

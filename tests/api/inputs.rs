@@ -178,13 +178,7 @@ async fn bytes_that_are_not_a_video_are_refused_with_415() {
 #[tokio::test]
 async fn an_empty_body_is_a_400() {
     let app = TestApp::spawn(&[]);
-    let response = app
-        .client
-        .post(app.url("/api/v1/videos"))
-        .header("Content-Type", "video/mp4")
-        .send()
-        .await
-        .expect("post");
+    let response = app.post_video(Vec::new()).await.expect("post");
     assert_eq!(response.status(), 400);
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["error"]["code"], "empty_body");

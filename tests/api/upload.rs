@@ -13,13 +13,7 @@ async fn an_upload_over_the_size_limit_is_a_413_and_leaves_nothing_behind() {
 
     // Without a Content-Length the limit is enforced while streaming.
     let body = streamed(std::fs::read(fixtures::standard()).expect("fixture"));
-    let response = app
-        .client
-        .post(app.url("/api/v1/videos"))
-        .header("Content-Type", "video/mp4")
-        .body(body)
-        .send()
-        .await;
+    let response = app.post_video(body).await;
     if let Ok(response) = response {
         assert_eq!(response.status(), 413);
     }
@@ -66,6 +60,15 @@ async fn unknown_and_malformed_ids_are_404s_in_the_error_shape() {
     assert_eq!(status, 404);
 }
 
+/// Ids of a list page, in order.
+fn item_ids(page: &serde_json::Value) -> Vec<&str> {
+    let items = page["items"].as_array().expect("items");
+    items
+        .iter()
+        .map(|v| v["id"].as_str().unwrap_or(""))
+        .collect()
+}
+
 #[tokio::test]
 async fn the_list_is_newest_first_with_a_cursor_and_a_status_filter() {
     let app = TestApp::spawn(&[]);
@@ -75,23 +78,13 @@ async fn the_list_is_newest_first_with_a_cursor_and_a_status_filter() {
     }
     let (status, page) = app.get_json("/api/v1/videos?limit=2").await;
     assert_eq!(status, 200);
-    let first: Vec<&str> = page["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|v| v["id"].as_str().unwrap_or(""))
-        .collect();
+    let first = item_ids(&page);
     assert_eq!(first, [ids[2].as_str(), ids[1].as_str()]);
     let cursor = page["next_cursor"].as_str().expect("a next page");
     let (_, rest) = app
         .get_json(&format!("/api/v1/videos?limit=2&cursor={cursor}"))
         .await;
-    let second: Vec<&str> = rest["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|v| v["id"].as_str().unwrap_or(""))
-        .collect();
+    let second = item_ids(&rest);
     assert_eq!(second, [ids[0].as_str()]);
     assert!(rest["next_cursor"].is_null());
 
