@@ -1,4 +1,5 @@
-//! Builds the service from a [`Config`] and runs it until a shutdown signal.
+//! Wiring for the two roles, `serve` and `work`, and nothing else: which store, bus and media,
+//! which tasks, which routes.
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -6,26 +7,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use utoipa_actix_web::AppExt;
 
-use crate::config::{Config, ConfigError};
-use crate::domain::VideoId;
+use crate::bus::local::LocalBus;
+use crate::bus::notify::{self, PgBus};
+use crate::bus::{Bus, Node};
+use crate::config::{Config, ConfigError, Role};
 use crate::http;
 use crate::media::{MediaError, MediaRoot};
-use crate::progress::{Hub, JobEvent};
-use crate::queue::{NewVideo, QueueError, Store, Video};
+use crate::progress::Hub;
+use crate::recovery;
+use crate::service::Service;
+use crate::store::{Store, StoreError};
 use crate::telemetry;
+use crate::transcode::tools::{ToolError, Tools};
 use crate::transcode::{Encoders, Settings};
-use crate::upload::{self, UploadError, UploadLimits};
 
 /// How long running jobs get to stop when the server shuts down.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
-/// How long a delete waits for a running ffmpeg to be killed and reaped.
-const CANCEL_WAIT: Duration = Duration::from_secs(15);
+/// How often a shared deployment looks for orphaned files and missed terminal events.
+const JANITOR_EVERY: Duration = Duration::from_secs(600);
+const RESYNC_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -33,8 +38,20 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("cannot prepare the media volume: {0}")]
     Media(#[from] MediaError),
-    #[error("cannot open the database: {0}")]
-    Database(#[from] QueueError),
+    #[error("cannot open the database {url}: {source}")]
+    Database {
+        url: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot listen to PostgreSQL notifications: {0}")]
+    Bus(#[source] sqlx::Error),
+    #[error("{0}")]
+    Tools(#[from] ToolError),
+    #[error(
+        "`reel work` needs a PostgreSQL --database-url (workers share the queue with API nodes)"
+    )]
+    WorkNeedsPostgres,
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -45,154 +62,78 @@ pub enum StartupError {
     Server(#[source] std::io::Error),
 }
 
-/// Everything the handlers and the encoders share. Handlers call these methods and nothing deeper.
-pub struct AppState {
-    pub config: Config,
-    pub store: Store,
-    pub media: MediaRoot,
-    pub hub: Arc<Hub>,
-    pub encoders: Arc<Encoders>,
-    pub metrics: PrometheusHandle,
-    /// Cancelled when the server starts shutting down: uploads are refused from then on.
-    pub shutdown: CancellationToken,
-}
-
-/// What an upload says about itself besides its bytes.
-#[derive(Debug, Default, Clone)]
-pub struct UploadMeta {
-    pub title: Option<String>,
-    pub filename: Option<String>,
-    pub declared_size: Option<u64>,
-}
-
-impl AppState {
-    pub fn upload_limits(&self) -> UploadLimits {
-        UploadLimits {
-            max_bytes: self.config.max_upload_bytes,
-            min_free_bytes: self.config.min_free_bytes,
-            idle_timeout: Duration::from_secs(self.config.upload_idle_timeout_secs),
-        }
-    }
-
-    /// Refuses an upload before its body is read: shutting down, declared too large, queue full, disk full.
-    pub async fn admit_upload(&self, meta: &UploadMeta) -> Result<(), crate::error::ApiError> {
-        if self.shutdown.is_cancelled() {
-            return Err(crate::error::ApiError::unavailable(
-                "The server is restarting; retry shortly.",
-                5,
-            )
-            .closing());
-        }
-        if let Some(size) = meta.declared_size
-            && size > self.config.max_upload_bytes
-        {
-            return Err(UploadError::TooLarge {
-                limit: self.config.max_upload_bytes,
-            }
-            .into());
-        }
-        if self.store.queued_count().await? >= self.config.queue_capacity {
-            return Err(crate::error::ApiError::from(QueueError::Full {
-                capacity: self.config.queue_capacity,
-            })
-            .closing());
-        }
-        upload::check_space(&self.media, &self.upload_limits(), meta.declared_size)?;
-        Ok(())
-    }
-
-    /// Files a fully received upload: moves it to `sources/`, queues its job, wakes an encoder.
-    /// The id is made here, so queue order is the order in which uploads completed.
-    pub async fn file_upload(
-        &self,
-        received: upload::Received,
-        meta: UploadMeta,
-    ) -> Result<Video, crate::error::ApiError> {
-        let id = VideoId::new();
-        let size = received.size;
-        received.persist(&self.media, id).await?;
-        let new = NewVideo {
-            id,
-            title: meta.title,
-            filename: meta.filename,
-            source_size: size,
-        };
-        match self.store.enqueue(&new, self.config.queue_capacity).await {
-            Ok(video) => {
-                metrics::counter!(telemetry::UPLOADS, "outcome" => "accepted").increment(1);
-                metrics::counter!(telemetry::UPLOAD_BYTES).increment(size);
-                metrics::gauge!(telemetry::QUEUE_DEPTH).increment(1.0);
-                self.encoders.wake();
-                info!(video.id = %id, bytes = size, "upload accepted");
-                Ok(video)
-            }
-            Err(error) => {
-                // Not queued: the source must not stay behind.
-                let _ = self.media.remove_video(id);
-                Err(error.into())
-            }
-        }
-    }
-
-    /// Deletes a video: stops its job (killing ffmpeg), removes its row and every file.
-    /// Returns `false` when there was no such video.
-    pub async fn delete_video(&self, id: VideoId) -> Result<bool, crate::error::ApiError> {
-        let Some(status) = self.store.delete(id).await? else {
-            return Ok(false);
-        };
-        self.encoders.cancel(id, CANCEL_WAIT).await;
-        self.media.remove_video(id)?;
-        self.hub.publish(id, JobEvent::Canceled);
-        info!(video.id = %id, was = status.as_str(), "video deleted");
-        Ok(true)
-    }
-}
-
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
-    state: web::Data<AppState>,
+    service: Arc<Service>,
+    node: Arc<Node>,
+    store: Store,
     workers: Vec<JoinHandle<()>>,
-    sweeper: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Application {
-    /// Opens the media volume and the database, recovers interrupted jobs, binds the listener
-    /// and starts the encoders. Nothing is served until [`Application::run_until_stopped`].
-    pub async fn build(config: Config) -> Result<Self, StartupError> {
-        config.validate()?;
+    /// Opens the media volume and the database, reconciles them, checks the tools, binds the
+    /// listener and starts the encoders. Nothing is served until [`Application::run_until_stopped`].
+    pub async fn build(config: Config, role: Role) -> Result<Self, StartupError> {
+        config.validate_for(role)?;
+        let shared = config.is_postgres();
+        if role == Role::Work && !shared {
+            return Err(StartupError::WorkNeedsPostgres);
+        }
         let media = MediaRoot::open(&config.media_dir)?;
         let database_url = config
             .database_url
             .clone()
             .unwrap_or_else(|| Store::sqlite_url_in(media.root()));
-        let store = Store::connect(&database_url).await?;
+        let store = Store::connect(&database_url, config.database_connections)
+            .await
+            .map_err(|source| StartupError::Database {
+                url: crate::store::redact(&database_url),
+                source,
+            })?;
+        let encoder_count = config.encoder_count();
+        let tools = Tools::check(&config.ffmpeg, &config.ffprobe).await?;
+        info!(ffmpeg = %tools.version, "tools checked");
 
-        // Single node: whatever was processing died with the previous process.
-        let requeued = store.requeue_all_processing().await?;
-        let swept = media.remove_tmp_where(|_| true)?;
-        if requeued > 0 || swept > 0 {
-            info!(requeued, swept, "recovered interrupted work");
-        }
+        // Single node (SQLite): whatever was running died with the previous process.
+        recovery::reconcile(&store, &media, !shared)
+            .await
+            .map_err(|source| StartupError::Database {
+                url: store.redacted_url().to_owned(),
+                source,
+            })?;
 
-        let hub = Arc::new(Hub::new());
+        let node = Node::new(Arc::new(Hub::new()));
+        let bus: Arc<dyn Bus> = if shared {
+            PgBus::start(&database_url, store.clone(), node.clone())
+                .await
+                .map_err(StartupError::Bus)?
+        } else {
+            Arc::new(LocalBus::new(node.clone()))
+        };
+        let shutdown = CancellationToken::new();
+        let mut settings = Settings::from(&config);
+        settings.ffmpeg = tools.ffmpeg.clone();
+        settings.ffprobe = tools.ffprobe.clone();
         let encoders = Encoders::new(
             store.clone(),
             media.clone(),
-            hub.clone(),
-            Settings::from(&config),
+            bus.clone(),
+            node.clone(),
+            settings,
         );
-        let shutdown = CancellationToken::new();
-        let encoder_count = config.encoder_count();
         let workers = encoders.spawn(encoder_count, &shutdown);
-        metrics::gauge!(telemetry::QUEUE_DEPTH).set(f64::from(store.queued_count().await?));
+        metrics::gauge!(telemetry::QUEUE_DEPTH)
+            .set(f64::from(store.queued_count().await.unwrap_or(0)));
 
-        let listener = TcpListener::bind(config.listen).map_err(|source| StartupError::Bind {
-            addr: config.listen,
+        let listen = config.listen.unwrap_or_else(|| role.default_listen());
+        let listener = TcpListener::bind(listen).map_err(|source| StartupError::Bind {
+            addr: listen,
             source,
         })?;
         let addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: config.listen,
+            addr: listen,
             source,
         })?;
         let http_workers = config
@@ -200,48 +141,28 @@ impl Application {
             .map(|n| n.get())
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
 
-        let state = web::Data::new(AppState {
-            metrics: telemetry::init_metrics(),
-            config,
-            store,
-            media,
-            hub: hub.clone(),
-            encoders,
-            shutdown,
-        });
-        let openapi = web::Data::new(http::openapi_document());
-        let app_state = state.clone();
-        let static_dir = state.config.static_dir.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .app_data(openapi.clone())
-                .into_utoipa_app()
-                .configure(http::api)
-                .into_app()
-                .configure(|c| http::configure_rest(c, &static_dir))
-        })
-        .workers(http_workers)
-        .shutdown_timeout(5)
-        .disable_signals()
-        .listen(listener)
-        .map_err(|source| StartupError::Bind { addr, source })?
-        .run();
-
-        let sweeper = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
-            loop {
-                tick.tick().await;
-                hub.sweep();
-            }
-        });
-        info!(%addr, encoders = encoder_count, http_workers, "listening");
+        let config = Arc::new(config);
+        let service = Arc::new(Service::new(
+            config.clone(),
+            store.clone(),
+            media.clone(),
+            bus.clone(),
+            node.clone(),
+            tools,
+            shutdown.clone(),
+        ));
+        let server = http_server(service.clone(), role, http_workers, listener)
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let background = background_tasks(&store, &media, &node, shared);
+        info!(%addr, role = ?role, encoders = encoder_count, http_workers, bus = bus.name(), "listening");
         Ok(Self {
             port: addr.port(),
             server,
-            state,
+            service,
+            node,
+            store,
             workers,
-            sweeper,
+            background,
         })
     }
 
@@ -250,7 +171,7 @@ impl Application {
     }
 
     /// Serves until `stop` resolves, then shuts down in order: refuse uploads, end SSE streams
-    /// with a `reconnect` event, stop the encoders (requeueing their jobs), stop HTTP.
+    /// with a `reconnect` event, stop the encoders (returning their jobs), stop HTTP.
     pub async fn run_until_stopped(
         self,
         stop: impl Future<Output = ()>,
@@ -259,8 +180,8 @@ impl Application {
         let server = tokio::spawn(self.server);
         stop.await;
         info!("shutting down");
-        self.state.shutdown.cancel();
-        self.state.hub.close_all();
+        self.service.shutdown.cancel();
+        self.node.hub.close_all();
         let workers = futures_util::future::join_all(self.workers);
         if tokio::time::timeout(SHUTDOWN_DEADLINE, workers)
             .await
@@ -268,19 +189,101 @@ impl Application {
         {
             warn!("encoders did not stop in time; their leases will expire and requeue the jobs");
         }
-        self.sweeper.abort();
+        for task in &self.background {
+            task.abort();
+        }
         handle.stop(true).await;
         let result = server
             .await
             .map_err(|join| StartupError::Server(std::io::Error::other(join)))?;
-        self.state.store.close().await;
+        self.store.close().await;
         result.map_err(StartupError::Server)
     }
 }
 
-/// `reel serve`: runs until SIGINT or SIGTERM; a second signal exits at once.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = Application::build(config).await?;
+/// The HTTP server of a role: the whole API for `serve`, health and metrics for `work`.
+fn http_server(
+    service: Arc<Service>,
+    role: Role,
+    http_workers: usize,
+    listener: TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
+    let service = web::Data::from(service);
+    let metrics = web::Data::new(telemetry::init_metrics());
+    let openapi = web::Data::new(http::openapi_document());
+    let server = HttpServer::new(move || {
+        let app = App::new()
+            .app_data(service.clone())
+            .app_data(metrics.clone())
+            .app_data(openapi.clone());
+        match role {
+            Role::Serve => {
+                let static_dir = service.config.static_dir.clone();
+                app.into_utoipa_app()
+                    .configure(http::api)
+                    .into_app()
+                    .configure(|c| http::configure_rest(c, &static_dir))
+            }
+            Role::Work => app
+                .into_utoipa_app()
+                .into_app()
+                .configure(http::configure_worker),
+        }
+    })
+    .workers(http_workers)
+    .shutdown_timeout(5)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+fn background_tasks(
+    store: &Store,
+    media: &MediaRoot,
+    node: &Arc<Node>,
+    shared: bool,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let hub = node.hub.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            hub.sweep();
+        }
+    }));
+    if shared {
+        // NOTIFY is not durable: subscribers of a job whose terminal event was missed get it
+        // from the row; files orphaned by a crash elsewhere are removed once old enough.
+        let (store, node) = (store.clone(), node.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RESYNC_EVERY);
+            loop {
+                tick.tick().await;
+                notify::resync(&store, &node).await;
+            }
+        }));
+    }
+    if shared {
+        let (store, media) = (store.clone(), media.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(JANITOR_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(error) = recovery::reconcile(&store, &media, false).await {
+                    warn!(%error, "the janitor could not reconcile the media volume");
+                }
+            }
+        }));
+    }
+    tasks
+}
+
+/// Runs a role until SIGINT or SIGTERM; a second signal exits at once.
+pub async fn run(config: Config, role: Role) -> Result<(), StartupError> {
+    let app = Application::build(config, role).await?;
     app.run_until_stopped(async {
         shutdown_signal().await;
         tokio::spawn(async {
@@ -289,8 +292,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             std::process::exit(130);
         });
     })
-    .await?;
-    Ok(())
+    .await
 }
 
 async fn shutdown_signal() {

@@ -31,27 +31,61 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP API and the encoder pool in one process.
+    /// Run the HTTP API, and the encoder pool unless `--encoders 0` (an API-only node).
     Serve(Config),
+    /// Run encoders only (scale-out workers); `/healthz`, `/readyz` and `/metrics` on `--listen`
+    /// (default 127.0.0.1:9090).
+    Work(Config),
+}
+
+/// Which parts of reel a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `reel serve`: the HTTP API (and encoders, unless there are none).
+    Serve,
+    /// `reel work`: encoders only.
+    Work,
+}
+
+impl Role {
+    pub fn default_listen(self) -> SocketAddr {
+        match self {
+            Self::Serve => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Self::Work => SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Address the HTTP server binds to (port 0 picks a free port).
-    #[arg(long, env = "REEL_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Address the HTTP server binds to (port 0 picks a free port); default 127.0.0.1:8080 for
+    /// `serve`, 127.0.0.1:9090 for `work`.
+    #[arg(long, env = "REEL_LISTEN")]
+    pub listen: Option<SocketAddr>,
 
     /// Root of the media volume: sources/, hls/ and tmp/ live below it.
     #[arg(long, env = "REEL_MEDIA_DIR", default_value = "./media")]
     pub media_dir: PathBuf,
 
-    /// Database URL; defaults to a SQLite file inside the media dir.
+    /// Database URL: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`; defaults to a
+    /// SQLite file inside the media dir. PostgreSQL lets many API nodes and workers share one
+    /// queue.
     #[arg(long, env = "REEL_DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// Number of concurrent encoders; defaults to one per two cores, at least one.
+    /// Database connections this process may hold.
+    #[arg(long, env = "REEL_DATABASE_CONNECTIONS", default_value_t = 8)]
+    pub database_connections: u32,
+
+    /// Number of concurrent encoders; defaults to one per two cores, at least one. `serve
+    /// --encoders 0` is an API-only node (with PostgreSQL, workers run elsewhere).
     #[arg(long, env = "REEL_ENCODERS")]
-    pub encoders: Option<NonZeroUsize>,
+    pub encoders: Option<usize>,
+
+    /// Seconds a claimed job stays a worker's without a heartbeat; renewed every sixth of it.
+    /// After it runs out, another worker takes the job over.
+    #[arg(long, env = "REEL_LEASE_SECS", default_value_t = 60)]
+    pub lease_secs: u64,
 
     /// Largest accepted upload, in bytes (suffixes KiB, MiB, GiB allowed).
     #[arg(long, env = "REEL_MAX_UPLOAD_BYTES", default_value = "4GiB", value_parser = parse_bytes)]
@@ -158,6 +192,14 @@ pub enum ConfigError {
     UploadIdle,
     #[error("--x264-preset {0:?} is not an x264 preset")]
     Preset(String),
+    #[error("--lease-secs must be between 2 and 3600, got {0}")]
+    Lease(u64),
+    #[error("`reel work` needs at least one encoder")]
+    NoEncoders,
+    #[error(
+        "--encoders 0 needs a PostgreSQL --database-url: with SQLite no other process can encode"
+    )]
+    NobodyEncodes,
 }
 
 const X264_PRESETS: [&str; 10] = [
@@ -197,11 +239,34 @@ impl Config {
         if !X264_PRESETS.contains(&self.x264_preset.as_str()) {
             return Err(ConfigError::Preset(self.x264_preset.clone()));
         }
+        if !(2..=3600).contains(&self.lease_secs) {
+            return Err(ConfigError::Lease(self.lease_secs));
+        }
         Ok(())
     }
 
+    /// Checks what depends on the role the process runs.
+    pub fn validate_for(&self, role: Role) -> Result<(), ConfigError> {
+        self.validate()?;
+        let encoders = self.encoder_count();
+        if role == Role::Work && encoders == 0 {
+            return Err(ConfigError::NoEncoders);
+        }
+        if role == Role::Serve && encoders == 0 && !self.is_postgres() {
+            return Err(ConfigError::NobodyEncodes);
+        }
+        Ok(())
+    }
+
+    /// The database is shared (PostgreSQL): other processes may run jobs and serve requests.
+    pub fn is_postgres(&self) -> bool {
+        self.database_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("postgres:") || url.starts_with("postgresql:"))
+    }
+
     pub fn encoder_count(&self) -> usize {
-        self.encoders.map(NonZeroUsize::get).unwrap_or_else(|| {
+        self.encoders.unwrap_or_else(|| {
             let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
             (cores / 2).max(1)
         })
@@ -227,10 +292,12 @@ impl Config {
         let ladder = parse_ladder("1080:5000,720:2800,480:1400,360:800,240:400")
             .unwrap_or_else(|_| LadderSpec(Vec::new()));
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             media_dir: media_dir.into(),
             database_url: None,
-            encoders: NonZeroUsize::new(1),
+            database_connections: 8,
+            encoders: Some(1),
+            lease_secs: 60,
             max_upload_bytes: 4 << 30,
             queue_capacity: 64,
             min_free_bytes: 0,

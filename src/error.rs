@@ -10,11 +10,14 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::media::MediaError;
-use crate::queue::QueueError;
+use crate::service::ServiceError;
+use crate::store::StoreError;
 use crate::upload::UploadError;
 
 /// Seconds a client is asked to wait when the queue is full.
 const QUEUE_RETRY_AFTER: u32 = 30;
+/// Seconds a client is asked to wait while the database is away.
+const DATABASE_RETRY_AFTER: u32 = 5;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -164,10 +167,10 @@ impl From<UploadError> for ApiError {
     }
 }
 
-impl From<QueueError> for ApiError {
-    fn from(error: QueueError) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
         match error {
-            QueueError::Full { .. } => Self {
+            StoreError::QueueFull { .. } => Self {
                 retry_after: Some(QUEUE_RETRY_AFTER),
                 ..Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -175,9 +178,47 @@ impl From<QueueError> for ApiError {
                     "Too many videos are waiting; retry later.",
                 )
             },
-            error @ (QueueError::Database(_)
-            | QueueError::Migrate(_)
-            | QueueError::Corrupt { .. }) => Self::internal(error),
+            error @ (StoreError::Unavailable(_) | StoreError::FileGone(_)) => Self {
+                retry_after: Some(DATABASE_RETRY_AFTER),
+                cause: Some(format!("{error:?}")),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "The database is unavailable; nothing was changed. Retry shortly.",
+                )
+            },
+            error @ StoreError::Full(_) => Self {
+                cause: Some(format!("{error:?}")),
+                ..Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    "The server is out of disk space; nothing was changed. Try again later.",
+                )
+            },
+            error @ (StoreError::Database(_)
+            | StoreError::Migrate(_)
+            | StoreError::Url(_)
+            | StoreError::Corrupt { .. }) => Self::internal(error),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::NotFound => Self::not_found(),
+            ServiceError::Forbidden => Self::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Your token does not grant the role this needs.",
+            ),
+            ServiceError::ShuttingDown => {
+                Self::unavailable("The server is restarting; retry shortly.", 5).closing()
+            }
+            ServiceError::Invalid { code, message } => Self::bad_request(code, message),
+            ServiceError::Store(error) => error.into(),
+            ServiceError::Upload(error) => error.into(),
+            ServiceError::Media(error) => error.into(),
         }
     }
 }

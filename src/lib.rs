@@ -2,25 +2,34 @@
 //!
 //! # Layout
 //! - [`config`]: settings from flags and `REEL_*` variables, validated once at start.
-//! - [`app`]: builds the whole service (database, media root, hub, encoders, HTTP) from a `Config`.
-//! - [`domain`]: the video resource and its small types (ids, statuses, source info, renditions).
-//! - [`error`]: the one place where domain errors become HTTP responses.
-//! - [`http`]: thin actix-web handlers for the v1 contract, SSE, files and health.
-//! - [`upload`]: streams a request body to disk with a fixed buffer, sniffing and limits.
+//! - [`app`]: wiring for the roles `serve` and `work` (store, bus, media, tasks, routes).
+//! - [`domain`]: the video, its history and their small types (ids, statuses, renditions); pure.
+//! - [`auth`]: the caller (who asks, with which roles).
+//! - [`service`]: what the API can do, each operation taking a caller; handlers call only this.
+//! - [`store`]: videos, the queue with leases and fencing tokens, history and the change feed
+//!   (SQLite or PostgreSQL).
+//! - [`bus`]: progress and cancel between processes (in-process, or PostgreSQL NOTIFY).
+//! - [`progress`]: the hub that fans job events out to this process's SSE subscribers.
 //! - [`media`]: the media volume layout (`sources/`, `hls/`, `tmp/`), staging and publishing.
-//! - [`queue`]: the durable job queue and video store on SQLite.
+//! - [`recovery`]: reconciles the media volume with the database after a crash.
+//! - [`upload`]: streams a request body to disk with a fixed buffer, sniffing and limits.
 //! - [`transcode`]: the encoder pool: probe, plan the ladder, one ffmpeg, publish.
-//! - [`progress`]: the in-process hub that fans job events out to SSE subscribers.
+//! - [`http`]: thin actix-web handlers for the v1 contract, SSE, files and health.
+//! - [`error`]: the one place where service errors become HTTP responses.
 //! - [`telemetry`]: tracing and Prometheus metric names.
 
 pub mod app;
+pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod media;
 pub mod progress;
-pub mod queue;
+pub mod recovery;
+pub mod service;
+pub mod store;
 pub mod telemetry;
 pub mod transcode;
 pub mod upload;

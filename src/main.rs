@@ -1,5 +1,5 @@
 use clap::Parser;
-use reel::config::{Cli, Command};
+use reel::config::{Cli, Command, Role};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -10,19 +10,21 @@ fn main() -> std::process::ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            tracing::error!(%error, "cannot start the async runtime");
+            tracing::error!("cannot start the async runtime: {error}");
             return std::process::ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(config) => reel::app::serve(config).await,
+            Command::Serve(config) => reel::app::run(config, Role::Serve).await,
+            Command::Work(config) => reel::app::run(config, Role::Work).await,
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = %error, error.chain = ?error, "reel stopped with an error");
+            // Once, in plain words: the error and its causes on one line.
+            tracing::error!("reel could not run: {}", reel::telemetry::chain(&error));
             std::process::ExitCode::FAILURE
         }
     }

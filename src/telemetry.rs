@@ -10,6 +10,7 @@ pub const UPLOADS: &str = "reel_uploads_total";
 pub const UPLOAD_BYTES: &str = "reel_upload_bytes_total";
 pub const QUEUE_DEPTH: &str = "reel_queue_depth";
 pub const ENCODERS_BUSY: &str = "reel_encoders_busy";
+pub const JOBS_RUNNING: &str = "reel_jobs_processing";
 pub const JOBS: &str = "reel_jobs_total";
 pub const JOB_DURATION: &str = "reel_job_duration_seconds";
 pub const SSE_CLIENTS: &str = "reel_sse_clients";
@@ -56,8 +57,15 @@ fn describe() {
         "Uploads by outcome (accepted, too_large, not_video, …)."
     );
     describe_counter!(UPLOAD_BYTES, "Bytes of accepted uploads.");
-    describe_gauge!(QUEUE_DEPTH, "Jobs waiting in the queue.");
-    describe_gauge!(ENCODERS_BUSY, "Encoders running a job right now.");
+    describe_gauge!(QUEUE_DEPTH, "Jobs waiting in the (shared) queue.");
+    describe_gauge!(
+        ENCODERS_BUSY,
+        "Encoders of this process running a job right now."
+    );
+    describe_gauge!(
+        JOBS_RUNNING,
+        "Jobs processing right now on any worker (the shared queue)."
+    );
     describe_counter!(
         JOBS,
         "Finished jobs by outcome (ready, failed, canceled, requeued)."
@@ -68,4 +76,20 @@ fn describe() {
         "Wall time of a job from claim to its end, by outcome."
     );
     describe_gauge!(SSE_CLIENTS, "Open Server-Sent Events streams.");
+}
+
+/// An error and its causes as one line (`outer: inner: root`), skipping causes whose text the
+/// outer message already contains.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
 }

@@ -17,11 +17,11 @@ use tokio::sync::broadcast;
 
 use super::parse_id;
 use super::resource::VideoResource;
-use crate::app::AppState;
-use crate::domain::{VideoId, VideoStatus};
+use crate::auth::Caller;
+use crate::domain::{Video, VideoId, VideoStatus};
 use crate::error::{ApiError, ErrorBody};
 use crate::progress::{JobEvent, Stamped};
-use crate::queue::Video;
+use crate::service::{Service, ServiceError};
 use crate::telemetry;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -48,8 +48,8 @@ fn encode(video: VideoId, event: &JobEvent) -> Option<(&'static str, ByteString)
     Some(match event {
         JobEvent::Progress(update) => ("progress", json(update)?),
         JobEvent::Status(change) => ("status", json(&status(*change))?),
-        JobEvent::Ready(video) => ("ready", json(&VideoResource::new(video, None))?),
-        JobEvent::Failed(video) => ("failed", json(&VideoResource::new(video, None))?),
+        JobEvent::Ready(video) => ("ready", json(&VideoResource::new(video))?),
+        JobEvent::Failed(video) => ("failed", json(&VideoResource::new(video))?),
         JobEvent::Canceled => ("canceled", json(&status(VideoStatus::Canceled))?),
         JobEvent::Reconnect => ("reconnect", json(&status(VideoStatus::Processing))?),
     })
@@ -68,8 +68,8 @@ fn render(video: VideoId, stamped: &Stamped) -> Option<sse::Event> {
 
 fn terminal_frame(id: u64, video: &Video) -> Option<sse::Event> {
     match video.status {
-        VideoStatus::Ready => frame(id, "ready", &VideoResource::new(video, None)),
-        VideoStatus::Failed => frame(id, "failed", &VideoResource::new(video, None)),
+        VideoStatus::Ready => frame(id, "ready", &VideoResource::new(video)),
+        VideoStatus::Failed => frame(id, "failed", &VideoResource::new(video)),
         _ => frame(
             id,
             "canceled",
@@ -118,46 +118,49 @@ struct Live {
 )]
 #[get("/api/v1/videos/{id}/events")]
 pub async fn events(
-    state: web::Data<AppState>,
+    service: web::Data<Service>,
+    caller: Caller,
     id: web::Path<String>,
     req: HttpRequest,
 ) -> Result<impl Responder, ApiError> {
+    let hub = service.hub();
     let id = parse_id(&id)?;
     let last_event_id: Option<u64> = req
         .headers()
         .get("Last-Event-ID")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
-    // Stamped before subscribing, so every live event that follows the snapshot has a larger id.
-    let snapshot_id = state.hub.stamp();
     // Subscribe before reading the database: an event published in between is then not lost.
-    let subscription = state.hub.subscribe(id);
-    let video = match state.store.get(id).await {
-        Ok(Some(video)) => video,
-        other => {
+    let subscription = hub.subscribe(id);
+    // The snapshot reflects every event this node holds for the video: its id is the newest of
+    // them (0 when none), so every live event after it has a larger id, on every node.
+    let snapshot_id = subscription.recent.last().map_or(0, |e| e.id);
+    let video = match service.video(&caller, id).await {
+        Ok(video) => video,
+        Err(error) => {
             drop(subscription);
-            state.hub.release(id);
-            return match other {
-                Err(error) => Err(error.into()),
-                _ => Err(ApiError::not_found()),
-            };
+            hub.release(id);
+            return Err(match error {
+                ServiceError::NotFound => ApiError::not_found(),
+                other => other.into(),
+            });
         }
     };
 
     let mut first: Vec<sse::Event> = Vec::new();
-    let snapshot = |progress: f64, position: Option<u32>| {
-        let mut resource = VideoResource::new(&video, position);
+    let snapshot = |progress: f64| {
+        let mut resource = VideoResource::new(&video);
         resource.progress = resource.progress.max(progress);
         frame(snapshot_id, "snapshot", &resource)
     };
 
     if video.status.is_terminal() {
         drop(subscription);
-        state.hub.release(id);
+        hub.release(id);
         if last_event_id.is_none() {
-            first.extend(snapshot(0.0, None));
+            first.extend(snapshot(0.0));
         }
-        first.extend(terminal_frame(state.hub.stamp(), &video));
+        first.extend(terminal_frame(snapshot_id + 1, &video));
         let once = stream::iter(first.into_iter().map(Ok::<_, Infallible>));
         return Ok(respond(once.boxed_local()));
     }
@@ -175,12 +178,7 @@ pub async fn events(
             subscription.recent.last().map_or(n, |e| e.id.max(n))
         }
         None => {
-            let position = if video.status == VideoStatus::Queued {
-                state.store.queue_position(id).await?
-            } else {
-                None
-            };
-            first.extend(snapshot(subscription.progress, position));
+            first.extend(snapshot(subscription.progress));
             // The snapshot already reflects everything buffered so far.
             subscription.recent.last().map_or(0, |e| e.id)
         }
@@ -202,9 +200,13 @@ pub async fn events(
         }
         loop {
             match live.receiver.recv().await {
-                Ok(stamped) if stamped.id <= live.last_sent => continue,
+                // A terminal event always goes out: on a shared bus its id may come from
+                // another clock than the ones before it.
+                Ok(stamped) if stamped.id <= live.last_sent && !stamped.event.is_terminal() => {
+                    continue;
+                }
                 Ok(stamped) => {
-                    live.last_sent = stamped.id;
+                    live.last_sent = live.last_sent.max(stamped.id);
                     live.finished =
                         stamped.event.is_terminal() || matches!(stamped.event, JobEvent::Reconnect);
                     if let Some(event) = render(live.video, &stamped) {

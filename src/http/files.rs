@@ -7,8 +7,8 @@ use std::path::Path;
 use actix_web::{HttpRequest, HttpResponse, route, web};
 
 use super::parse_id;
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::service::Service;
 
 /// MIME type of a published ladder file by its extension; anything else is not served.
 pub fn hls_mime(name: &str) -> Option<mime::Mime> {
@@ -36,7 +36,7 @@ fn safe_component(part: &str) -> bool {
 /// Playlists, segments and poster of a published ladder, with Range support.
 #[route("/hls/{id}/{tail:.*}", method = "GET", method = "HEAD")]
 pub async fn hls(
-    state: web::Data<AppState>,
+    service: web::Data<Service>,
     path: web::Path<(String, String)>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -50,7 +50,7 @@ pub async fn hls(
     let mime = hls_mime(name).ok_or_else(ApiError::not_found)?;
     let path = parts
         .iter()
-        .fold(state.media.hls_dir(id), |path, part| path.join(part));
+        .fold(service.media().hls_dir(id), |path, part| path.join(part));
     let file = NamedFile::open_async(path)
         .await
         .map_err(|_| ApiError::not_found())?;

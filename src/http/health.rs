@@ -1,62 +1,80 @@
 //! Liveness, readiness, Prometheus metrics and the OpenAPI document.
 
 use actix_web::{HttpResponse, get, web};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
-use crate::telemetry;
+use crate::service::Service;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
+    /// `ok` (liveness), `ready` or `unavailable`.
     pub status: &'static str,
+    /// The database answers and holds reel's schema.
     pub database: bool,
+    /// The media volume can be written.
     pub media: bool,
+    /// Free space is at or above `--min-free-bytes` (below it uploads get 507).
+    pub space: bool,
+    /// ffmpeg and ffprobe are still where the start-up check found them.
+    pub tools: bool,
+    /// Not shutting down.
+    pub accepting: bool,
 }
 
 /// The process is alive.
-#[utoipa::path(tag = "health", responses((status = 200, body = Health)))]
+#[utoipa::path(tag = "health", responses((status = 200, description = "Alive", body = Health)))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "ok",
         database: true,
         media: true,
+        space: true,
+        tools: true,
+        accepting: true,
     })
 }
 
-/// The database and the media volume are usable.
-#[utoipa::path(tag = "health", responses((status = 200, body = Health), (status = 503, body = Health)))]
+/// Ready to take an upload and run a job: database, media volume, free space, tools.
+#[utoipa::path(tag = "health", responses(
+    (status = 200, description = "Ready", body = Health),
+    (status = 503, description = "Not ready; the fields say why", body = Health)))]
 #[get("/readyz")]
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = state.store.ping().await.is_ok();
-    let media = {
-        let media = state.media.clone();
-        web::block(move || media.is_writable())
-            .await
-            .unwrap_or(false)
-    };
-    let ready = database && media && !state.shutdown.is_cancelled();
+pub async fn readyz(service: web::Data<Service>) -> HttpResponse {
+    let checks = service.readiness().await;
     let body = Health {
-        status: if ready { "ready" } else { "unavailable" },
-        database,
-        media,
+        status: if checks.ready() {
+            "ready"
+        } else {
+            "unavailable"
+        },
+        database: checks.database,
+        media: checks.media,
+        space: checks.space,
+        tools: checks.tools,
+        accepting: checks.accepting,
     };
-    if ready {
+    if checks.ready() {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
 }
 
-/// Prometheus text format.
+/// Prometheus text format. Queue gauges are read from the shared queue at scrape time, so
+/// every node reports the same depth.
 #[get("/metrics")]
-pub async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
-    ::metrics::gauge!(telemetry::ENCODERS_BUSY).set(state.encoders.busy() as f64);
-    state.metrics.run_upkeep();
+pub async fn prometheus_metrics(
+    service: web::Data<Service>,
+    handle: web::Data<PrometheusHandle>,
+) -> HttpResponse {
+    service.refresh_queue_gauges().await;
+    handle.run_upkeep();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(handle.render())
 }
 
 /// This API's OpenAPI document, generated from the handlers.

@@ -1,5 +1,6 @@
 //! Thin actix-web handlers: extract, call one `AppState` method, respond.
 
+mod caller;
 mod events;
 mod files;
 mod health;
@@ -45,6 +46,14 @@ pub fn configure_rest(config: &mut web::ServiceConfig, static_dir: &Path) {
         .service(health::openapi)
         .service(files::hls)
         .service(files::page(static_dir));
+}
+
+/// A worker's routes (`reel work`): health, readiness and metrics only.
+pub fn configure_worker(config: &mut web::ServiceConfig) {
+    config
+        .service(health::healthz)
+        .service(health::readyz)
+        .service(health::prometheus_metrics);
 }
 
 /// The OpenAPI document, generated from the handlers' annotations.

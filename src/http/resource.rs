@@ -3,15 +3,21 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::{JobError, Rendition, SourceInfo, Step, VideoId, VideoStatus};
-use crate::queue::Video;
+use std::collections::BTreeMap;
+
+use crate::domain::{
+    JobError, Rendition, SourceInfo, Step, Video, VideoId, VideoStatus, Visibility,
+};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VideoResource {
     pub id: VideoId,
+    /// The uploader (`sub` of their token); null when auth is off.
+    pub owner: Option<String>,
     pub title: Option<String>,
     /// The client's file name, as data only.
     pub filename: Option<String>,
+    pub visibility: Visibility,
     pub status: VideoStatus,
     pub step: Step,
     /// 0.0 to 1.0.
@@ -22,6 +28,14 @@ pub struct VideoResource {
     pub source: Option<SourceInfo>,
     /// Rungs of the published ladder, ascending.
     pub renditions: Vec<Rendition>,
+    /// Client metadata given at upload.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// Properties extracted by the operator's JSONPath expressions.
+    #[schema(value_type = Object)]
+    pub properties: BTreeMap<String, serde_json::Value>,
+    /// RFC 3339: when the video could first be watched (while it still encoded).
+    pub playable_at: Option<String>,
     pub links: Links,
     /// RFC 3339.
     pub created_at: String,
@@ -64,20 +78,30 @@ pub fn video_url(id: VideoId) -> String {
 }
 
 impl VideoResource {
-    pub fn new(video: &Video, queue_position: Option<u32>) -> Self {
+    pub fn new(video: &Video) -> Self {
         let id = video.id;
         let ready = video.status == VideoStatus::Ready;
         Self {
             id,
+            owner: video.owner.clone(),
             title: video.title.clone(),
             filename: video.filename.clone(),
+            visibility: video.visibility,
             status: video.status,
             step: video.step,
             progress: video.progress,
-            queue_position,
-            error: video.error.clone(),
+            queue_position: (video.status == VideoStatus::Queued)
+                .then_some(video.queue_position)
+                .flatten(),
+            // A passing reason is kept while a job waits for its retry; only a failure shows it.
+            error: (video.status == VideoStatus::Failed)
+                .then(|| video.error.clone())
+                .flatten(),
             source: video.source.clone(),
             renditions: video.renditions.clone(),
+            metadata: video.metadata.clone(),
+            properties: video.properties.clone(),
+            playable_at: video.playable_at.map(|at| at.to_rfc3339()),
             links: Links {
                 self_: video_url(id),
                 events: format!("{}/events", video_url(id)),

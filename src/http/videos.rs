@@ -8,9 +8,11 @@ use futures_util::StreamExt;
 
 use super::parse_id;
 use super::resource::{ListQuery, VideoPage, VideoResource, video_url};
-use crate::app::{AppState, UploadMeta};
-use crate::domain::{VideoId, VideoStatus};
+use crate::auth::Caller;
+use crate::domain::{Video, VideoId};
 use crate::error::{ApiError, ErrorBody};
+use crate::service::{Service, UploadMeta};
+use crate::store::VideoQuery;
 use crate::telemetry;
 use crate::upload::{self, UploadError};
 
@@ -44,6 +46,27 @@ fn declared_size(req: &HttpRequest) -> Option<u64> {
         .ok()
 }
 
+/// A coarse browser or tool family for the history, never the raw header.
+fn user_agent_family(req: &HttpRequest) -> Option<String> {
+    let agent = req.headers().get(header::USER_AGENT)?.to_str().ok()?;
+    let family = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+        ("python", "Python"),
+        ("node", "Node.js"),
+        ("reel/", "reel"),
+        ("tus", "tus"),
+    ]
+    .iter()
+    .find(|(needle, _)| agent.contains(needle))
+    .map_or("other", |(_, family)| family);
+    Some(family.to_owned())
+}
+
 fn count_rejection(error: &ApiError) {
     metrics::counter!(telemetry::UPLOADS, "outcome" => error.code()).increment(1);
 }
@@ -66,41 +89,44 @@ fn count_rejection(error: &ApiError) {
 )]
 #[post("/api/v1/videos")]
 pub async fn upload_video(
-    state: web::Data<AppState>,
+    service: web::Data<Service>,
+    caller: Caller,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let result = receive_upload(&state, &req, payload).await;
+    let result = receive_upload(&service, &caller, &req, payload).await;
     if let Err(error) = &result {
         count_rejection(error);
     }
     let video = result?;
-    let resource = VideoResource::new(
-        &video,
-        state.store.queue_position(video.id).await.ok().flatten(),
-    );
+    let resource = VideoResource::new(&video);
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, video_url(video.id)))
         .json(resource))
 }
 
 async fn receive_upload(
-    state: &AppState,
+    service: &Service,
+    caller: &Caller,
     req: &HttpRequest,
     payload: web::Payload,
-) -> Result<crate::queue::Video, ApiError> {
+) -> Result<Video, ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/octet-stream")
         .to_ascii_lowercase();
-    let limits = state.upload_limits();
-    let mut meta = UploadMeta::default();
+    let limits = service.upload_limits();
+    let mut meta = UploadMeta {
+        user_agent: user_agent_family(req),
+        ..UploadMeta::default()
+    };
 
     if content_type.starts_with("multipart/form-data") {
         // The declared length includes the form's framing, so it is not held against the limit.
-        state.admit_upload(&UploadMeta::default()).await?;
+        meta.protocol = "multipart";
+        service.admit_upload(caller, &meta).await?;
         let mut form = Multipart::new(req.headers(), payload);
         let mut received = None;
         while let Some(field) = form.next().await {
@@ -111,7 +137,7 @@ async fn receive_upload(
                         .content_disposition()
                         .and_then(|d| d.get_filename())
                         .and_then(clean_text);
-                    received = Some(upload::receive(&mut field, &state.media, limits).await?);
+                    received = Some(upload::receive(&mut field, service.media(), limits).await?);
                 }
                 Some("title") => {
                     let mut text = Vec::new();
@@ -136,7 +162,7 @@ async fn receive_upload(
         let received = received.ok_or_else(|| {
             ApiError::bad_request("missing_file", "The form has no `file` field.")
         })?;
-        return state.file_upload(received, meta).await;
+        return Ok(service.file_upload(caller, received, meta).await?);
     }
 
     let is_video =
@@ -152,9 +178,9 @@ async fn receive_upload(
     meta.declared_size = declared_size(req);
     meta.filename = header_text(req, "X-Filename");
     meta.title = header_text(req, "X-Title");
-    state.admit_upload(&meta).await?;
-    let received = upload::receive(payload, &state.media, limits).await?;
-    state.file_upload(received, meta).await
+    service.admit_upload(caller, &meta).await?;
+    let received = upload::receive(payload, service.media(), limits).await?;
+    Ok(service.file_upload(caller, received, meta).await?)
 }
 
 /// One video.
@@ -165,17 +191,12 @@ async fn receive_upload(
 )]
 #[get("/api/v1/videos/{id}")]
 pub async fn get_video(
-    state: web::Data<AppState>,
+    service: web::Data<Service>,
+    caller: Caller,
     id: web::Path<String>,
 ) -> Result<web::Json<VideoResource>, ApiError> {
-    let id = parse_id(&id)?;
-    let video = state.store.get(id).await?.ok_or_else(ApiError::not_found)?;
-    let position = if video.status == VideoStatus::Queued {
-        state.store.queue_position(id).await?
-    } else {
-        None
-    };
-    Ok(web::Json(VideoResource::new(&video, position)))
+    let video = service.video(&caller, parse_id(&id)?).await?;
+    Ok(web::Json(VideoResource::new(&video)))
 }
 
 /// Videos, newest first, cursor paginated.
@@ -186,7 +207,8 @@ pub async fn get_video(
 )]
 #[get("/api/v1/videos")]
 pub async fn list_videos(
-    state: web::Data<AppState>,
+    service: web::Data<Service>,
+    caller: Caller,
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<VideoPage>, ApiError> {
     let limit = query.limit.unwrap_or(20);
@@ -196,7 +218,7 @@ pub async fn list_videos(
             "`limit` must be between 1 and 100.",
         ));
     }
-    let cursor = match &query.cursor {
+    let before = match &query.cursor {
         Some(text) => Some(text.parse::<VideoId>().map_err(|_| {
             ApiError::bad_request(
                 "invalid_cursor",
@@ -205,29 +227,21 @@ pub async fn list_videos(
         })?),
         None => None,
     };
-    let mut videos = state.store.list(limit + 1, cursor, query.status).await?;
-    let next_cursor = if videos.len() > limit as usize {
-        videos.truncate(limit as usize);
-        videos.last().map(|v| v.id.to_string())
-    } else {
-        None
-    };
-    let queued: Vec<VideoId> = if videos.iter().any(|v| v.status == VideoStatus::Queued) {
-        state.store.queued_ids(10_000).await?
-    } else {
-        Vec::new()
-    };
-    let items = videos
-        .iter()
-        .map(|v| {
-            let position = queued
-                .iter()
-                .position(|q| *q == v.id)
-                .and_then(|p| u32::try_from(p + 1).ok());
-            VideoResource::new(v, position)
-        })
-        .collect();
-    Ok(web::Json(VideoPage { items, next_cursor }))
+    let page = service
+        .list(
+            &caller,
+            VideoQuery {
+                status: query.status,
+                before,
+                limit,
+                ..VideoQuery::default()
+            },
+        )
+        .await?;
+    Ok(web::Json(VideoPage {
+        items: page.items.iter().map(VideoResource::new).collect(),
+        next_cursor: page.next.map(|id| id.to_string()),
+    }))
 }
 
 /// Delete a video: cancels its job (killing ffmpeg) and removes source and outputs.
@@ -238,15 +252,12 @@ pub async fn list_videos(
 )]
 #[delete("/api/v1/videos/{id}")]
 pub async fn delete_video(
-    state: web::Data<AppState>,
+    service: web::Data<Service>,
+    caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    if state.delete_video(id).await? {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(ApiError::not_found())
-    }
+    service.delete(&caller, parse_id(&id)?).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// The original upload, with Range support.
@@ -258,18 +269,23 @@ pub async fn delete_video(
 )]
 #[route("/api/v1/videos/{id}/source", method = "GET", method = "HEAD")]
 pub async fn download_source(
-    state: web::Data<AppState>,
+    service: web::Data<Service>,
+    caller: Caller,
     id: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let video = state.store.get(id).await?.ok_or_else(ApiError::not_found)?;
-    let name = video.filename.unwrap_or_else(|| format!("{id}.video"));
+    let source = service.source(&caller, id).await?;
+    let name = source
+        .video
+        .filename
+        .clone()
+        .unwrap_or_else(|| format!("{id}.video"));
     let disposition = ContentDisposition {
         disposition: DispositionType::Attachment,
         parameters: vec![DispositionParam::Filename(name)],
     };
-    if state.config.accel_redirect {
+    if service.config.accel_redirect {
         // nginx sends the file from its internal `/_sources/` location, with Range and sendfile.
         return Ok(HttpResponse::Ok()
             .insert_header(("X-Accel-Redirect", format!("/_sources/{id}")))
@@ -277,11 +293,25 @@ pub async fn download_source(
             .content_type(mime::APPLICATION_OCTET_STREAM)
             .finish());
     }
-    let file = NamedFile::open_async(state.media.source_path(id))
+    let file = NamedFile::open_async(&source.path)
         .await
         .map_err(|_| ApiError::not_found())?;
     let file = file
         .set_content_type(mime::APPLICATION_OCTET_STREAM)
         .set_content_disposition(disposition);
-    Ok(file.into_response(&req))
+    let response = file.into_response(&req);
+    if req.method() == actix_web::http::Method::GET && response.status().is_success() {
+        let range = req
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok());
+        let bytes = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        service.record_download(&source.video, bytes, range).await;
+    }
+    Ok(response)
 }

@@ -129,11 +129,56 @@ impl MediaRoot {
 
     /// Removes a video's ladder, published or in progress, keeping its source.
     pub fn remove_video_outputs(&self, id: VideoId) -> Result<(), MediaError> {
-        let hls = self.hls_dir(id);
-        remove_if_exists(&hls, true)?;
+        self.remove_published(id)?;
+        self.remove_job_workdirs(id)
+    }
+
+    /// Removes a video's published ladder (`hls/<id>`).
+    pub fn remove_published(&self, id: VideoId) -> Result<(), MediaError> {
+        remove_if_exists(&self.hls_dir(id), true)
+    }
+
+    /// Removes every work folder of a video's jobs in `tmp/`.
+    pub fn remove_job_workdirs(&self, id: VideoId) -> Result<(), MediaError> {
         let prefix = format!("job-{id}-");
         self.remove_tmp_where(|name| name.starts_with(&prefix))?;
         Ok(())
+    }
+
+    /// A finished ladder left in a job's work folder (`tmp/job-<id>-*/ladder` with its master
+    /// playlist), if any: what a crash between commit and rename leaves behind.
+    pub fn unpublished_ladder(&self, id: VideoId) -> Option<PathBuf> {
+        let prefix = format!("job-{id}-");
+        std::fs::read_dir(self.tmp_dir())
+            .ok()?
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|entry| entry.path().join("ladder"))
+            .find(|ladder| ladder.join("master.m3u8").is_file())
+    }
+
+    /// Ids that have a source file or a published ladder, with the age of the newest of them.
+    pub fn stored_ids(&self) -> Result<Vec<(VideoId, std::time::Duration)>, MediaError> {
+        let mut found: std::collections::HashMap<VideoId, std::time::Duration> = Default::default();
+        for dir in [self.root.join("sources"), self.hls_root()] {
+            for entry in std::fs::read_dir(&dir)
+                .map_err(MediaError::io(&dir))?
+                .flatten()
+            {
+                let Ok(id) = entry.file_name().to_string_lossy().parse::<VideoId>() else {
+                    continue;
+                };
+                let age = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .unwrap_or_default();
+                let slot = found.entry(id).or_insert(age);
+                *slot = (*slot).min(age);
+            }
+        }
+        Ok(found.into_iter().collect())
     }
 
     /// Removes everything a video owns. Missing files are fine: deletes are idempotent.

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytestring::ByteString;
 use dashmap::DashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
+use crate::domain::Video;
 use crate::domain::{Step, VideoId, VideoStatus};
-use crate::queue::Video;
 
 /// Live events buffered per subscriber before it is told it lagged.
 const CHANNEL_CAPACITY: usize = 64;
@@ -27,7 +27,7 @@ const RING: usize = 32;
 const IDLE: Duration = Duration::from_secs(60);
 
 /// Progress of a queued or running job, as sent in `progress` events.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProgressUpdate {
     pub status: VideoStatus,
     pub step: Step,
@@ -166,8 +166,18 @@ impl Hub {
         }
     }
 
-    /// Publishes to a job's subscribers, if it has any channel; returns the event id used.
-    pub fn publish(&self, id: VideoId, mut event: JobEvent) -> Option<u64> {
+    /// Publishes to a job's subscribers, if it has any channel, under a new local id; returns
+    /// the id used.
+    pub fn publish(&self, id: VideoId, event: JobEvent) -> Option<u64> {
+        self.publish_as(id, event, None)
+    }
+
+    /// Publishes an event that already has an id given by the bus (global across API nodes).
+    pub fn publish_with_id(&self, id: VideoId, event: JobEvent, event_id: u64) -> Option<u64> {
+        self.publish_as(id, event, Some(event_id))
+    }
+
+    fn publish_as(&self, id: VideoId, mut event: JobEvent, event_id: Option<u64>) -> Option<u64> {
         let terminal = event.is_terminal();
         let channel = if terminal {
             self.channels.remove(&id).map(|(_, channel)| channel)
@@ -186,7 +196,13 @@ impl Hub {
             state.progress = update.progress;
         }
         let stamped = Arc::new(Stamped {
-            id: self.next_id(),
+            id: match event_id {
+                Some(given) => {
+                    self.last_id.fetch_max(given, Ordering::Relaxed);
+                    given
+                }
+                None => self.next_id(),
+            },
             event,
             wire: OnceLock::new(),
         });

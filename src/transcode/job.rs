@@ -1,7 +1,7 @@
 //! One job from claim to its end: probe, plan, encode, publish, and how each failure is recorded.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -11,10 +11,11 @@ use super::ffmpeg::{self, EncodePlan, FfmpegError, RunLimits};
 use super::playlist::{self, PlaylistError, WrittenRung};
 use super::probe::{self, Probe, ProbeError};
 use super::{Encoders, ladder};
+use crate::domain::Video;
 use crate::domain::{JobError, Rendition, SourceInfo, Step, VideoId, VideoStatus};
 use crate::media::MediaError;
 use crate::progress::{JobEvent, ProgressUpdate};
-use crate::queue::{QueueError, Video};
+use crate::store::{Lease, StoreError};
 
 /// Progress is written to the database at most this often (SSE gets every tick).
 const PERSIST_EVERY: Duration = Duration::from_secs(2);
@@ -23,6 +24,16 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Share of the job's progress bar taken by each step.
 const PROBED: f64 = 0.02;
 const ENCODED: f64 = 0.95;
+
+/// A ladder encoded in its work folder, not yet published.
+pub(super) struct Encoded {
+    /// Removed on drop: whatever is not published goes with it.
+    pub _workdir: tempfile::TempDir,
+    pub ladder: PathBuf,
+    pub renditions: Vec<Rendition>,
+    /// Wall time from probe to a written ladder.
+    pub encode_seconds: f64,
+}
 
 /// How a job ended when it did not end ready.
 #[derive(Debug)]
@@ -35,6 +46,8 @@ pub(super) enum JobFailure {
     Canceled,
     /// The server is shutting down: back to the queue.
     Interrupted,
+    /// Another worker holds the job now (this one's lease expired): touch nothing.
+    LeaseLost,
 }
 
 pub(super) fn fatal(code: &str, message: impl Into<String>) -> JobFailure {
@@ -69,8 +82,8 @@ impl From<ProbeError> for JobFailure {
     }
 }
 
-impl From<QueueError> for JobFailure {
-    fn from(error: QueueError) -> Self {
+impl From<StoreError> for JobFailure {
+    fn from(error: StoreError) -> Self {
         JobFailure::Retryable(format!("database: {error}"))
     }
 }
@@ -98,86 +111,23 @@ impl From<PlaylistError> for JobFailure {
 }
 
 impl Encoders {
-    /// Records the outcome and tells subscribers; returns the metric label.
-    pub(super) async fn settle(
-        &self,
-        id: VideoId,
-        attempts: u32,
-        outcome: Result<Vec<Rendition>, JobFailure>,
-        shutdown: &CancellationToken,
-    ) -> &'static str {
-        let failure = match outcome {
-            Ok(renditions) => match self.store.complete(id, &renditions).await {
-                Ok(Some(video)) => {
-                    self.hub.publish(id, JobEvent::Ready(Arc::new(video)));
-                    return "ready";
-                }
-                // Deleted while publishing: the published folder must not outlive the row.
-                Ok(None) => JobFailure::Canceled,
-                Err(error) => error.into(),
-            },
-            Err(JobFailure::Canceled) if shutdown.is_cancelled() => JobFailure::Interrupted,
-            Err(failure) => failure,
-        };
-        match failure {
-            JobFailure::Fatal(error) => {
-                warn!(code = %error.code, reason = %error.message, "job failed");
-                let _ = self.media.remove_video_outputs(id);
-                match self.store.fail(id, &error).await {
-                    Ok(Some(video)) => {
-                        self.hub.publish(id, JobEvent::Failed(Arc::new(video)));
-                    }
-                    Ok(None) => {}
-                    Err(db) => {
-                        warn!(error = %db, "cannot record the failure; the lease will retry the job")
-                    }
-                }
-                "failed"
-            }
-            JobFailure::Canceled => {
-                let _ = self.media.remove_video(id);
-                "canceled"
-            }
-            JobFailure::Interrupted | JobFailure::Retryable(_) => {
-                let (delay, count_attempt) = match &failure {
-                    JobFailure::Retryable(reason) => {
-                        let delay = retry_delay(attempts);
-                        warn!(%reason, retry_in = ?delay, "job hit a passing error; back to the queue");
-                        (delay, true)
-                    }
-                    _ => (Duration::ZERO, false),
-                };
-                let _ = self.media.remove_video_outputs(id);
-                match self.store.requeue(id, delay, count_attempt).await {
-                    Ok(true) => {
-                        self.hub.publish(id, JobEvent::Status(VideoStatus::Queued));
-                        self.wake();
-                    }
-                    Ok(false) => {}
-                    Err(error) => {
-                        warn!(%error, "cannot requeue; the lease will expire and requeue it")
-                    }
-                }
-                "requeued"
-            }
-        }
-    }
-
     fn report(&self, id: VideoId, step: Step, progress: f64) {
-        self.hub.publish(
+        self.bus.publish(
             id,
             JobEvent::Progress(ProgressUpdate::new(VideoStatus::Processing, step, progress)),
         );
     }
 
+    /// Probes, plans and encodes a claimed job into a ladder in its work folder, ready to be
+    /// published by [`Encoders::settle`](super::Encoders) once the outcome is committed.
     pub(super) async fn process(
         &self,
         video: &Video,
+        lease: Lease,
         cancel: &CancellationToken,
-    ) -> Result<Vec<Rendition>, JobFailure> {
+    ) -> Result<Encoded, JobFailure> {
         let id = video.id;
-        self.hub
-            .publish(id, JobEvent::Status(VideoStatus::Processing));
+        let started = Instant::now();
         self.report(id, Step::Probing, 0.0);
         // A rerun after a crash starts from scratch.
         self.media.remove_video_outputs(id)?;
@@ -188,7 +138,9 @@ impl Encoders {
             () = cancel.cancelled() => return Err(JobFailure::Canceled),
         };
         let source = source_info(&probed, video.source_size);
-        self.store.record_source(id, &source).await?;
+        if !self.store.record_source(&lease, &source).await? {
+            return Err(JobFailure::LeaseLost);
+        }
         self.settings
             .limits
             .check(&probed)
@@ -208,7 +160,7 @@ impl Encoders {
             source,
         })?;
         self.store
-            .record_progress(id, Step::Encoding, PROBED)
+            .record_progress(&lease, Step::Encoding, PROBED)
             .await?;
         self.report(id, Step::Encoding, PROBED);
 
@@ -223,8 +175,10 @@ impl Encoders {
             cancel,
             |_| {},
         );
-        let (encoded, postered) =
-            tokio::join!(self.encode(id, &plan, probed.duration, cancel), poster_run);
+        let (encoded, postered) = tokio::join!(
+            self.encode(lease, &plan, probed.duration, cancel),
+            poster_run
+        );
         encoded?;
         if cancel.is_cancelled() {
             return Err(JobFailure::Canceled);
@@ -235,7 +189,7 @@ impl Encoders {
 
         self.report(id, Step::Publishing, ENCODED);
         self.store
-            .record_progress(id, Step::Publishing, ENCODED)
+            .record_progress(&lease, Step::Publishing, ENCODED)
             .await?;
         let written = tokio::task::spawn_blocking({
             let plan = plan.clone();
@@ -253,9 +207,7 @@ impl Encoders {
         if cancel.is_cancelled() {
             return Err(JobFailure::Canceled);
         }
-        self.media.publish(&ladder_dir, id)?;
-        drop(workdir);
-        Ok(written
+        let renditions = written
             .iter()
             .map(|w| Rendition {
                 name: w.rung.name.clone(),
@@ -266,7 +218,13 @@ impl Encoders {
                 codecs: w.codecs.clone(),
                 playlist: format!("/hls/{id}/{}/index.m3u8", w.rung.name),
             })
-            .collect())
+            .collect();
+        Ok(Encoded {
+            _workdir: workdir,
+            ladder: ladder_dir,
+            renditions,
+            encode_seconds: started.elapsed().as_secs_f64(),
+        })
     }
 
     /// Whether a failure is most likely a full media volume (ffmpeg does not always say so).
@@ -307,7 +265,7 @@ impl Encoders {
 
     async fn encode(
         &self,
-        id: VideoId,
+        lease: Lease,
         plan: &EncodePlan,
         duration: f64,
         cancel: &CancellationToken,
@@ -341,15 +299,18 @@ impl Encoders {
                 if last_persist.elapsed() >= PERSIST_EVERY {
                     last_persist = Instant::now();
                     let (store, progress) = (self.store.clone(), update.progress);
-                    // Fire and forget: a late write is harmless (it only applies while processing, and never lowers).
+                    // Fire and forget: a late write is harmless (it is fenced by the lease and
+                    // never lowers progress); a lost lease is the heartbeat's to notice.
                     tokio::spawn(async move {
-                        store.record_progress(id, Step::Encoding, progress).await
+                        store
+                            .record_progress(&lease, Step::Encoding, progress)
+                            .await
                     });
                     if floor > 0 && self.media.free_bytes().is_ok_and(|free| free < floor) {
                         low_space.cancel();
                     }
                 }
-                self.hub.publish(id, JobEvent::Progress(update));
+                self.bus.publish(lease.video, JobEvent::Progress(update));
             },
         )
         .await;
@@ -407,7 +368,7 @@ fn full_disk() -> JobFailure {
 }
 
 /// Exponential back-off before a retry: 5 s, 20 s, 80 s, … capped at 10 minutes.
-fn retry_delay(attempts: u32) -> Duration {
+pub(super) fn retry_delay(attempts: u32) -> Duration {
     let exponent = attempts.saturating_sub(1).min(6);
     Duration::from_secs(5 * 4_u64.pow(exponent)).min(Duration::from_secs(600))
 }

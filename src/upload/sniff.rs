@@ -23,6 +23,23 @@ pub enum Container {
     Mxf,
 }
 
+impl Container {
+    /// The container's media type (what a download of the original is served as).
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::IsoBmff => "video/mp4",
+            Self::Matroska => "video/x-matroska",
+            Self::Avi => "video/x-msvideo",
+            Self::MpegTs => "video/mp2t",
+            Self::MpegPs => "video/mpeg",
+            Self::Flv => "video/x-flv",
+            Self::Ogg => "video/ogg",
+            Self::Asf => "video/x-ms-asf",
+            Self::Mxf => "application/mxf",
+        }
+    }
+}
+
 /// Names the container of `head`, the first bytes of a file, or `None` when it is not a video container.
 pub fn sniff(head: &[u8]) -> Option<Container> {
     let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);

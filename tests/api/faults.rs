@@ -12,12 +12,15 @@ use crate::fixtures;
 use crate::helpers::{TestApp, streamed};
 
 /// A stand-in binary that hangs like a wedged ffmpeg or ffprobe would; while it runs, its
-/// command line is `<name>-running 600`.
-fn hanging_binary(dir: &Path, name: &str) -> PathBuf {
+/// command line is `<name>-running 600`. It answers reel's start-up check (`-version`,
+/// `-filters`, `-encoders`) through the real `tool`, as a binary that wedges on one file would.
+fn hanging_binary(dir: &Path, name: &str, tool: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(
         &path,
-        format!("#!/bin/bash\nexec -a {name}-running sleep 600\n"),
+        format!(
+            "#!/bin/bash\nfor a in \"$@\"; do case \"$a\" in -version|-filters|-encoders) exec {tool} \"$@\";; esac; done\nexec -a {name}-running sleep 600\n"
+        ),
     )
     .expect("write script");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -55,7 +58,7 @@ async fn start_raw_upload(app: &TestApp) -> TcpStream {
 #[tokio::test]
 async fn a_stalled_ffmpeg_is_killed_and_the_job_fails_with_a_reason() {
     let bin = tempfile::tempdir().expect("dir");
-    let stuck = hanging_binary(bin.path(), "stuck-ffmpeg");
+    let stuck = hanging_binary(bin.path(), "stuck-ffmpeg", "ffmpeg");
     let app = TestApp::spawn(&[
         "--ffmpeg",
         stuck.to_str().expect("path"),
@@ -81,7 +84,7 @@ async fn a_stalled_ffmpeg_is_killed_and_the_job_fails_with_a_reason() {
 #[tokio::test]
 async fn deleting_during_the_probe_stops_it_and_removes_everything() {
     let bin = tempfile::tempdir().expect("dir");
-    let stuck = hanging_binary(bin.path(), "stuck-ffprobe");
+    let stuck = hanging_binary(bin.path(), "stuck-ffprobe", "ffprobe");
     let app = TestApp::spawn(&["--ffprobe", stuck.to_str().expect("path")]);
     let id = app.upload_id(&fixtures::silent()).await;
     wait_until("the probe to start", Duration::from_secs(20), async || {

@@ -331,8 +331,12 @@ impl TestApp {
     /// ffmpeg processes working on this server's media dir.
     pub fn ffmpeg_processes(&self) -> Vec<u32> {
         let media = self.media.canonicalize().unwrap_or(self.media.clone());
+        // reel runs the tool by the absolute path its start-up check resolved.
         let is_ffmpeg = |pid: &u32| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"ffmpeg\0"))
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let program = c.split(|b| *b == 0).next().unwrap_or_default();
+                program == b"ffmpeg" || program.ends_with(b"/ffmpeg")
+            })
         };
         TestApp::processes_with(&media.to_string_lossy())
             .into_iter()

@@ -1,4 +1,10 @@
-//! The video resource and the small types it is made of.
+//! The video, its history and the small types they are made of: pure, no I/O.
+
+pub mod history;
+pub mod video;
+
+pub use history::{HistoryEvent, HistoryKind, NewEvent};
+pub use video::{NewVideo, UploadFacts, Video, Visibility};
 
 use std::fmt;
 use std::str::FromStr;

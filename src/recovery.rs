@@ -1,0 +1,92 @@
+//! What a start does so that, after a crash at any instant, no file is left without a row and
+//! no row points at missing files.
+//!
+//! Every multi-step operation is ordered so that one side can be repaired from the other:
+//! an upload writes its source, then its row (a crash between leaves a source without a row:
+//! removed); a delete removes the row, then its files (files without a row: removed); a job
+//! commits `ready`, then renames its ladder (a `ready` row without a ladder: the finished
+//! ladder still in `tmp/` is published, or the job is queued again).
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::domain::{JobError, VideoStatus};
+use crate::media::MediaRoot;
+use crate::store::{Repair, Store, StoreError};
+
+/// On a shared volume, files this young may belong to an upload another node is filing.
+const FOREIGN_GRACE: Duration = Duration::from_secs(15 * 60);
+
+/// What one reconciliation did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub requeued_interrupted: usize,
+    pub published: usize,
+    pub requeued_unpublished: usize,
+    pub failed_without_source: usize,
+    pub orphans_removed: usize,
+    pub tmp_swept: usize,
+}
+
+/// Reconciles the media volume with the database. `single_node`: this process is the only
+/// one using them (SQLite), so every `processing` job died with the previous process and all
+/// of `tmp/` is garbage; otherwise only what is certainly orphaned is touched.
+pub async fn reconcile(
+    store: &Store,
+    media: &MediaRoot,
+    single_node: bool,
+) -> Result<Report, StoreError> {
+    let mut report = Report::default();
+    if single_node {
+        report.requeued_interrupted = store.recover_interrupted().await?.len();
+    }
+    let rows = store.all_ids().await?;
+    let known: std::collections::HashSet<_> = rows.iter().map(|(id, _)| *id).collect();
+    for (id, status) in &rows {
+        let id = *id;
+        match status {
+            VideoStatus::Ready if !media.hls_dir(id).join("master.m3u8").is_file() => {
+                match media.unpublished_ladder(id) {
+                    Some(ladder) if media.publish(&ladder, id).is_ok() => report.published += 1,
+                    _ => {
+                        let reason = "the published ladder was missing";
+                        if store.repair(id, Repair::Requeue { reason }).await? {
+                            report.requeued_unpublished += 1;
+                        }
+                    }
+                }
+            }
+            VideoStatus::Queued | VideoStatus::Processing
+                if !media.source_path(id).is_file()
+                    && (single_node || *status == VideoStatus::Queued) =>
+            {
+                let error = JobError {
+                    code: "source_missing".into(),
+                    message:
+                        "The uploaded file is no longer on the server; please upload it again."
+                            .into(),
+                };
+                if store.repair(id, Repair::Fail(&error)).await? {
+                    report.failed_without_source += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    for (id, age) in media.stored_ids().unwrap_or_default() {
+        if !known.contains(&id) && (single_node || age > FOREIGN_GRACE) {
+            match media.remove_video(id) {
+                Ok(()) => report.orphans_removed += 1,
+                Err(error) => warn!(video.id = %id, %error, "cannot remove an orphaned file"),
+            }
+        }
+    }
+    if single_node {
+        report.tmp_swept = media.remove_tmp_where(|_| true).unwrap_or(0);
+    }
+    if report != Report::default() {
+        info!(?report, "reconciled the media volume with the database");
+    }
+    Ok(report)
+}

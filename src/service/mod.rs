@@ -1,0 +1,165 @@
+//! What the API can do, each operation taking the [`Caller`] who asks. Handlers call this and
+//! nothing deeper; it speaks to the seams (store, bus, media) and decides who may do what.
+
+mod videos;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use videos::{SourceFile, UploadMeta, VideoList};
+
+use crate::auth::Caller;
+use crate::bus::{Bus, Node};
+use crate::config::Config;
+use crate::media::{MediaError, MediaRoot};
+use crate::progress::Hub;
+use crate::store::{Store, StoreError};
+use crate::transcode::tools::Tools;
+use crate::upload::{UploadError, UploadLimits};
+
+/// Why an operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No such video, or one the caller may not see (existence is not leaked).
+    #[error("no such video")]
+    NotFound,
+    /// The caller lacks the role for this operation.
+    #[error("the caller lacks the role for this")]
+    Forbidden,
+    /// The server is shutting down: retry shortly.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// A request that is well-formed but not acceptable (`code` is stable, for scripts).
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// The service and the seams it works through. Cheap to share (`Arc`).
+pub struct Service {
+    pub config: Arc<Config>,
+    store: Store,
+    media: MediaRoot,
+    bus: Arc<dyn Bus>,
+    node: Arc<Node>,
+    tools: Tools,
+    /// Cancelled when the server starts shutting down: uploads are refused from then on.
+    pub shutdown: CancellationToken,
+}
+
+/// How long a delete waits for the worker running the job to confirm its ffmpeg is gone.
+const CANCEL_WAIT: Duration = Duration::from_secs(15);
+
+impl Service {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        media: MediaRoot,
+        bus: Arc<dyn Bus>,
+        node: Arc<Node>,
+        tools: Tools,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            media,
+            bus,
+            node,
+            tools,
+            shutdown,
+        }
+    }
+
+    /// This process's SSE hub.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.node.hub
+    }
+
+    pub fn media(&self) -> &MediaRoot {
+        &self.media
+    }
+
+    pub fn upload_limits(&self) -> UploadLimits {
+        UploadLimits {
+            max_bytes: self.config.max_upload_bytes,
+            min_free_bytes: self.config.min_free_bytes,
+            idle_timeout: Duration::from_secs(self.config.upload_idle_timeout_secs),
+        }
+    }
+
+    /// Readiness: can this process take an upload and run a job? Each check by name.
+    pub async fn readiness(&self) -> Readiness {
+        let database = self.store.ping().await.is_ok();
+        let media = {
+            let media = self.media.clone();
+            tokio::task::spawn_blocking(move || media.is_writable())
+                .await
+                .unwrap_or(false)
+        };
+        let space = self
+            .media
+            .free_bytes()
+            .is_ok_and(|free| free >= self.config.min_free_bytes);
+        let tools = self.tools.available();
+        Readiness {
+            database,
+            media,
+            space,
+            tools,
+            accepting: !self.shutdown.is_cancelled(),
+        }
+    }
+
+    /// The visible video `id`, or [`ServiceError::NotFound`].
+    async fn visible(
+        &self,
+        caller: &Caller,
+        id: crate::domain::VideoId,
+    ) -> Result<crate::domain::Video> {
+        match self.store.video(id).await? {
+            Some(video) if caller.owns(video.owner.as_deref()) => Ok(video),
+            _ => Err(ServiceError::NotFound),
+        }
+    }
+}
+
+/// The result of the readiness checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    pub database: bool,
+    pub media: bool,
+    /// Free space at or above `--min-free-bytes` (below it every upload gets 507).
+    pub space: bool,
+    /// ffmpeg and ffprobe are still where the start-up check found them.
+    pub tools: bool,
+    /// Not shutting down.
+    pub accepting: bool,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.database && self.media && self.space && self.tools && self.accepting
+    }
+}
+
+impl Service {
+    /// Sets the queue gauges from the shared queue (every node reports the same numbers).
+    pub async fn refresh_queue_gauges(&self) {
+        if let Ok(depth) = self.store.queued_count().await {
+            metrics::gauge!(crate::telemetry::QUEUE_DEPTH).set(f64::from(depth));
+        }
+        if let Ok(running) = self.store.processing_count().await {
+            metrics::gauge!(crate::telemetry::JOBS_RUNNING).set(f64::from(running));
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Videos: admit and file uploads, read, list, change, delete, download.
+
+use std::time::Instant;
+
+use serde_json::json;
+use tracing::info;
+
+use super::{CANCEL_WAIT, Result, Service, ServiceError};
+use crate::auth::Caller;
+use crate::domain::{
+    HistoryKind, NewEvent, NewVideo, UploadFacts, Video, VideoId, VideoStatus, Visibility,
+};
+use crate::progress::JobEvent;
+use crate::store::{StoreError, VideoPatch, VideoQuery};
+use crate::telemetry;
+use crate::transcode::publish_queue_positions;
+use crate::upload::{self, UploadError};
+
+/// What an upload says about itself besides its bytes.
+#[derive(Debug, Clone)]
+pub struct UploadMeta {
+    pub title: Option<String>,
+    pub filename: Option<String>,
+    /// `Content-Length` of a raw upload, checked against the limits before reading.
+    pub declared_size: Option<u64>,
+    pub visibility: Visibility,
+    pub metadata: Option<serde_json::Value>,
+    /// When the request started, for the history's `upload_seconds`.
+    pub started: Instant,
+    /// `raw`, `multipart` or `tus`.
+    pub protocol: &'static str,
+    pub user_agent: Option<String>,
+    pub country: Option<String>,
+}
+
+impl Default for UploadMeta {
+    fn default() -> Self {
+        Self {
+            title: None,
+            filename: None,
+            declared_size: None,
+            visibility: Visibility::Public,
+            metadata: None,
+            started: Instant::now(),
+            protocol: "raw",
+            user_agent: None,
+            country: None,
+        }
+    }
+}
+
+/// A page of videos, newest first.
+#[derive(Debug, Clone)]
+pub struct VideoList {
+    pub items: Vec<Video>,
+    /// The cursor of the next page, when there is one.
+    pub next: Option<VideoId>,
+}
+
+/// Where an original can be read from, and what to call it.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub video: Video,
+    pub path: std::path::PathBuf,
+}
+
+impl Service {
+    /// Refuses an upload before its body is read: shutting down, no right to upload, declared
+    /// too large, queue full, disk nearly full.
+    pub async fn admit_upload(&self, caller: &Caller, meta: &UploadMeta) -> Result<()> {
+        if self.shutdown.is_cancelled() {
+            return Err(ServiceError::ShuttingDown);
+        }
+        if !caller.can_upload() {
+            return Err(ServiceError::Forbidden);
+        }
+        if let Some(size) = meta.declared_size
+            && size > self.config.max_upload_bytes
+        {
+            return Err(UploadError::TooLarge {
+                limit: self.config.max_upload_bytes,
+            }
+            .into());
+        }
+        if self.store.queued_count().await? >= self.config.queue_capacity {
+            return Err(StoreError::QueueFull {
+                capacity: self.config.queue_capacity,
+            }
+            .into());
+        }
+        upload::check_space(&self.media, &self.upload_limits(), meta.declared_size)?;
+        Ok(())
+    }
+
+    /// Files a fully received upload: moves it to `sources/`, queues its job (appending
+    /// `uploaded` and `queued`), wakes an encoder. The id is made here, so queue order is the
+    /// order in which uploads completed. On any error the source does not stay behind.
+    pub async fn file_upload(
+        &self,
+        caller: &Caller,
+        received: upload::Received,
+        meta: UploadMeta,
+    ) -> Result<Video> {
+        let id = VideoId::new();
+        let size = received.size;
+        let container = received.container;
+        received.persist(&self.media, id).await?;
+        let new = NewVideo {
+            id,
+            owner: caller.user.clone(),
+            title: meta.title,
+            filename: meta.filename,
+            visibility: meta.visibility,
+            source_size: size,
+            metadata: meta.metadata,
+            properties: Default::default(),
+            upload: UploadFacts {
+                bytes: size,
+                content_type: Some(container.mime().to_owned()),
+                upload_seconds: (meta.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+                country: meta.country,
+                user_agent: meta.user_agent,
+                protocol: Some(meta.protocol.to_owned()),
+            },
+        };
+        match self
+            .store
+            .insert_video(&new, self.config.queue_capacity)
+            .await
+        {
+            Ok(video) => {
+                metrics::counter!(telemetry::UPLOADS, "outcome" => "accepted").increment(1);
+                metrics::counter!(telemetry::UPLOAD_BYTES).increment(size);
+                self.bus.wake_workers();
+                publish_queue_positions(&self.store, self.bus.as_ref()).await;
+                info!(video.id = %id, bytes = size, "upload accepted");
+                Ok(video)
+            }
+            Err(error) => {
+                // Not queued: the source must not stay behind.
+                let _ = self.media.remove_video(id);
+                Err(error.into())
+            }
+        }
+    }
+
+    /// One video the caller may see.
+    pub async fn video(&self, caller: &Caller, id: VideoId) -> Result<Video> {
+        self.visible(caller, id).await
+    }
+
+    /// The caller's videos (an admin's: everyone's), newest first, one page.
+    pub async fn list(&self, caller: &Caller, mut query: VideoQuery) -> Result<VideoList> {
+        query.owner = caller.scope();
+        let limit = query.limit;
+        query.limit = limit + 1;
+        let mut items = self.store.videos(&query).await?;
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|video| video.id)
+        } else {
+            None
+        };
+        Ok(VideoList { items, next })
+    }
+
+    /// Changes title or visibility.
+    pub async fn update(&self, caller: &Caller, id: VideoId, patch: VideoPatch) -> Result<Video> {
+        self.visible(caller, id).await?;
+        if patch.is_empty() {
+            return self.visible(caller, id).await;
+        }
+        self.store
+            .update_video(id, &patch)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// Deletes a video: removes its row (appending `deleted`), stops its job wherever it runs
+    /// (waiting until its ffmpeg is gone), then removes every file, then tells subscribers.
+    /// A failed database write changes nothing and removes nothing.
+    pub async fn delete(&self, caller: &Caller, id: VideoId) -> Result<()> {
+        self.visible(caller, id).await?;
+        let by = caller.user.clone().unwrap_or_else(|| "operator".into());
+        let video = self
+            .store
+            .delete_video(id, Some(&by))
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        if video.status == VideoStatus::Processing {
+            self.bus.cancel(id, CANCEL_WAIT).await;
+        }
+        self.media.remove_video(id)?;
+        self.bus.publish(id, JobEvent::Canceled);
+        if video.status == VideoStatus::Queued {
+            publish_queue_positions(&self.store, self.bus.as_ref()).await;
+        }
+        info!(video.id = %id, was = video.status.as_str(), "video deleted");
+        Ok(())
+    }
+
+    /// The original of a video the caller may see.
+    pub async fn source(&self, caller: &Caller, id: VideoId) -> Result<SourceFile> {
+        let video = self.visible(caller, id).await?;
+        Ok(SourceFile {
+            path: self.media.source_path(id),
+            video,
+        })
+    }
+
+    /// Appends `downloaded` (`bytes` sent, `range` asked for) to a video's history.
+    pub async fn record_download(&self, video: &Video, bytes: u64, range: Option<&str>) {
+        let event = NewEvent::new(
+            HistoryKind::Downloaded,
+            json!({ "bytes": bytes, "range": range }),
+        );
+        if let Err(error) = self
+            .store
+            .record_event(video.id, video.owner.as_deref(), &event)
+            .await
+        {
+            tracing::warn!(video.id = %video.id, %error, "cannot record a download");
+        }
+    }
+}
