@@ -31,6 +31,7 @@ pub fn api(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(videos::upload_video)
         .service(videos::list_videos)
         .service(videos::get_video)
+        .service(videos::patch_video)
         .service(videos::delete_video)
         .service(videos::download_source)
         .service(events::events)

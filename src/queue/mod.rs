@@ -182,24 +182,43 @@ impl Store {
         row.map(Video::try_from).transpose()
     }
 
-    /// Newest first; `before` is the id of the last item of the previous page.
+    /// Newest first; `before` is the id of the last item of the previous page. `title_contains`
+    /// matches the title (the file name when there is none) as a case-insensitive substring:
+    /// the needle is lowercased here, the stored text by SQLite's `lower()`, which folds ASCII
+    /// only (PostgreSQL's `lower()` folds every letter).
     pub async fn list(
         &self,
         limit: u32,
         before: Option<VideoId>,
         status: Option<VideoStatus>,
+        title_contains: Option<&str>,
     ) -> Result<Vec<Video>, QueueError> {
         let rows: Vec<VideoRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM videos \
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR id < ?2) \
+               AND (?4 IS NULL OR instr(lower(COALESCE(title, filename, '')), ?4) > 0) \
              ORDER BY id DESC LIMIT ?3"
         )))
         .bind(status.map(VideoStatus::as_str))
         .bind(before.map(|id| id.to_string()))
         .bind(i64::from(limit))
+        .bind(title_contains.map(str::to_lowercase))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(Video::try_from).collect()
+    }
+
+    /// Sets a video's title; `None` when there is no such video.
+    pub async fn set_title(&self, id: VideoId, title: &str) -> Result<Option<Video>, QueueError> {
+        let row: Option<VideoRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE videos SET title = ?1, updated_at = ?2 WHERE id = ?3 RETURNING {COLUMNS}"
+        )))
+        .bind(title)
+        .bind(Millis::now().0)
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Video::try_from).transpose()
     }
 
     /// 1-based position among queued videos (oldest first), `None` when not queued.
