@@ -3,10 +3,11 @@
 mod events;
 mod files;
 mod health;
+pub mod pages;
 pub mod resource;
 mod videos;
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use actix_web::web;
 use utoipa::OpenApi;
@@ -40,12 +41,13 @@ pub fn api(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
 }
 
 /// Routes outside the documented API; the web page comes last so it never shadows anything.
-pub fn configure_rest(config: &mut web::ServiceConfig, static_dir: &Path) {
+/// `static_dir` replaces the page built into the binary (`--static-dir`).
+pub fn configure_rest(config: &mut web::ServiceConfig, static_dir: &Option<PathBuf>) {
     config
         .service(health::prometheus_metrics)
         .service(health::openapi)
-        .service(files::hls)
-        .service(files::page(static_dir));
+        .service(files::hls);
+    pages::configure(config, static_dir.as_deref());
 }
 
 /// The OpenAPI document, generated from the handlers' annotations.
