@@ -24,6 +24,7 @@ const stage = createStage({
   stage: $('stage'), media: el.player, message: $('stage-message'), text: $('stage-text'), progress: $('stage-progress'),
 });
 let video = null;
+let shareTimer = null;
 
 /** Shows what is known about the video beside the player. */
 function render(next) {
@@ -86,7 +87,9 @@ async function share(kind) {
   el.manual.hidden = copied;
   el.manualLabel.hidden = copied;
   el.shareStatus.textContent = copied ? `${what} copied.` : `Your browser didn’t let the page copy. Select the ${what.toLowerCase()} below and copy it.`;
-  if (!copied) el.manual.select();
+  clearTimeout(shareTimer);
+  if (copied) shareTimer = setTimeout(() => { el.shareStatus.textContent = ''; }, 5000); // no stale "copied"
+  else el.manual.select();
 }
 
 function setUpActions() {
