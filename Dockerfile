@@ -10,7 +10,8 @@
 # arm64 image builds as fast as an amd64 one. Stages:
 #
 #   web    npm ci: hls.js for the web page (static/vendor/hls.min.js)
-#   build  cargo build --release --locked, for the target platform
+#   build  cargo build --release --locked, for the target platform; the web page
+#          (with hls.js) is compiled into the binary
 #   edge   official nginx + nginx/reel.conf.template + the web page
 #   reel   debian:bookworm-slim + ffmpeg + the reel binary (the default target)
 
@@ -58,6 +59,7 @@ RUN set -eux; \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY migrations/ ./migrations/
+COPY --from=web /web/static/ ./static/
 COPY src/ ./src/
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
@@ -107,11 +109,10 @@ RUN set -eux; \
         --shell /usr/sbin/nologin reel; \
     mkdir -p /media; \
     chown reel:reel /media
+# The page is built into the binary: no static folder here.
 COPY --from=build /reel /usr/local/bin/reel
-COPY --from=web /web/static/ /usr/share/reel/static/
 ENV REEL_LISTEN=0.0.0.0:8080 \
     REEL_MEDIA_DIR=/media \
-    REEL_STATIC_DIR=/usr/share/reel/static \
     REEL_ACCEL_REDIRECT=true \
     REEL_LOG_FORMAT=json
 # A fresh named volume takes this folder's owner (reel) on first use.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::http::pages::FrameAncestors;
 use crate::transcode::ladder::{LadderRung, parse_ladder};
 
 #[derive(Debug, Parser)]
@@ -159,9 +160,15 @@ pub struct Config {
     #[arg(long, env = "REEL_FFMPEG_NICE", default_value_t = 10)]
     pub ffmpeg_nice: i32,
 
-    /// Folder of the web page served at `/`.
-    #[arg(long, env = "REEL_STATIC_DIR", default_value = "./static")]
-    pub static_dir: PathBuf,
+    /// Serve the web page from this folder instead of the copy built into the binary (for
+    /// working on the page without rebuilding).
+    #[arg(long, env = "REEL_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Sites that may put `/embed/{id}` in an iframe: a CSP `frame-ancestors` source list
+    /// (`*`, `'self' https://blog.example`, …; `'none'` forbids embedding).
+    #[arg(long, env = "REEL_EMBED_FRAME_ANCESTORS", default_value = "*")]
+    pub embed_frame_ancestors: FrameAncestors,
 
     /// Behind nginx: answer source downloads with `X-Accel-Redirect: /_sources/<id>` and let nginx send the file.
     #[arg(long, env = "REEL_ACCEL_REDIRECT", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
@@ -316,7 +323,8 @@ impl Config {
             max_frame_rate: 240.0,
             max_streams: 32,
             upload_idle_timeout_secs: 60,
-            static_dir: "./static".into(),
+            static_dir: None,
+            embed_frame_ancestors: FrameAncestors::default(),
             accel_redirect: false,
             http_workers: None,
         }

@@ -1,8 +1,7 @@
-//! `/hls/…` and the web page, for running without nginx in front.
+//! `/hls/…`, for running without nginx in front.
 
-use actix_files::{Files, NamedFile};
+use actix_files::NamedFile;
 use actix_web::http::header::{self, CacheControl, CacheDirective};
-use std::path::Path;
 
 use actix_web::{HttpRequest, HttpResponse, route, web};
 
@@ -72,11 +71,4 @@ pub async fn hls(
         header::HeaderValue::from_static("*"),
     );
     Ok(response)
-}
-
-/// The web page and its assets from the static folder.
-pub fn page(static_dir: &Path) -> Files {
-    Files::new("/", static_dir)
-        .index_file("index.html")
-        .prefer_utf8(true)
 }

@@ -4,10 +4,11 @@ mod caller;
 mod events;
 mod files;
 mod health;
+pub mod pages;
 pub mod resource;
 mod videos;
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use actix_web::web;
 use utoipa::OpenApi;
@@ -32,6 +33,7 @@ pub fn api(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(videos::upload_video)
         .service(videos::list_videos)
         .service(videos::get_video)
+        .service(videos::patch_video)
         .service(videos::delete_video)
         .service(videos::download_source)
         .service(events::events)
@@ -40,12 +42,13 @@ pub fn api(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
 }
 
 /// Routes outside the documented API; the web page comes last so it never shadows anything.
-pub fn configure_rest(config: &mut web::ServiceConfig, static_dir: &Path) {
+/// `static_dir` replaces the page built into the binary (`--static-dir`).
+pub fn configure_rest(config: &mut web::ServiceConfig, static_dir: &Option<PathBuf>) {
     config
         .service(health::prometheus_metrics)
         .service(health::openapi)
-        .service(files::hls)
-        .service(files::page(static_dir));
+        .service(files::hls);
+    pages::configure(config, static_dir.as_deref());
 }
 
 /// A worker's routes (`reel work`): health, readiness and metrics only.

@@ -71,6 +71,17 @@ pub struct ListQuery {
     pub cursor: Option<String>,
     /// Only videos in this status.
     pub status: Option<VideoStatus>,
+    /// Only videos whose title (or file name, when untitled) contains this text, ignoring case;
+    /// at most 200 characters.
+    pub q: Option<String>,
+}
+
+/// `PATCH /api/v1/videos/{id}`: the fields to change; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VideoPatch {
+    /// 1 to 200 characters; control characters are dropped and spaces trimmed.
+    pub title: Option<String>,
 }
 
 pub fn video_url(id: VideoId) -> String {

@@ -2,12 +2,14 @@
 
 use actix_files::NamedFile;
 use actix_multipart::Multipart;
+use actix_web::error::JsonPayloadError;
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
-use actix_web::{HttpRequest, HttpResponse, delete, get, post, route, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, route, web};
 use futures_util::StreamExt;
 
 use super::parse_id;
-use super::resource::{ListQuery, VideoPage, VideoResource, video_url};
+use super::resource::{ListQuery, VideoPage, VideoPatch, VideoResource, video_url};
 use crate::auth::Caller;
 use crate::domain::{Video, VideoId};
 use crate::error::{ApiError, ErrorBody};
@@ -199,7 +201,7 @@ pub async fn get_video(
     Ok(web::Json(VideoResource::new(&video)))
 }
 
-/// Videos, newest first, cursor paginated.
+/// Videos, newest first, cursor paginated; filtered by status and by a title search.
 #[utoipa::path(
     tag = "videos",
     params(ListQuery),
@@ -232,6 +234,7 @@ pub async fn list_videos(
             &caller,
             VideoQuery {
                 status: query.status,
+                title_contains: search_text(query.q.as_deref())?,
                 before,
                 limit,
                 ..VideoQuery::default()
@@ -242,6 +245,90 @@ pub async fn list_videos(
         items: page.items.iter().map(VideoResource::new).collect(),
         next_cursor: page.next.map(|id| id.to_string()),
     }))
+}
+
+/// The `q` of a list request: trimmed, `None` when blank, refused past [`MAX_TEXT`] characters.
+fn search_text(q: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(q) = q.map(str::trim).filter(|q| !q.is_empty()) else {
+        return Ok(None);
+    };
+    if q.chars().count() > MAX_TEXT {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`q` must be at most {MAX_TEXT} characters."),
+        ));
+    }
+    Ok(Some(q.to_owned()))
+}
+
+/// A new title: control characters dropped, trimmed, 1 to [`MAX_TEXT`] characters.
+fn new_title(text: &str) -> Result<String, ApiError> {
+    let cleaned: String = text.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_title",
+            "The title cannot be empty.",
+        ));
+    }
+    if cleaned.chars().count() > MAX_TEXT {
+        return Err(ApiError::bad_request(
+            "invalid_title",
+            format!("The title must be at most {MAX_TEXT} characters."),
+        ));
+    }
+    Ok(cleaned.to_owned())
+}
+
+/// Why a JSON body was refused, in the error envelope.
+fn json_body_error(error: &actix_web::Error) -> ApiError {
+    match error.as_error::<JsonPayloadError>() {
+        Some(JsonPayloadError::ContentType) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send the changes as application/json.",
+        ),
+        Some(JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. }) => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "The request body is too large.",
+            )
+        }
+        Some(JsonPayloadError::Deserialize(reason)) => {
+            ApiError::bad_request("invalid_body", format!("The body is not valid: {reason}."))
+        }
+        _ => ApiError::bad_request("invalid_body", "The body could not be read as JSON."),
+    }
+}
+
+/// Change a video's title.
+#[utoipa::path(
+    tag = "videos",
+    params(("id" = String, Path, description = "Video id")),
+    request_body(content = VideoPatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The changed video", body = VideoResource),
+        (status = 400, description = "Not a valid patch, or an empty or too long title", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 415, description = "The body is not application/json", body = ErrorBody),
+    )
+)]
+#[patch("/api/v1/videos/{id}")]
+pub async fn patch_video(
+    service: web::Data<Service>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: Result<web::Json<VideoPatch>, actix_web::Error>,
+) -> Result<web::Json<VideoResource>, ApiError> {
+    let id = parse_id(&id)?;
+    let patch = body.map_err(|e| json_body_error(&e))?.into_inner();
+    let changes = crate::store::VideoPatch {
+        title: patch.title.as_deref().map(new_title).transpose()?.map(Some),
+        visibility: None,
+    };
+    let video = service.update(&caller, id, changes).await?;
+    Ok(web::Json(VideoResource::new(&video)))
 }
 
 /// Delete a video: cancels its job (killing ffmpeg) and removes source and outputs.

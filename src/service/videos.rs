@@ -223,3 +223,19 @@ impl Service {
         }
     }
 }
+
+impl Service {
+    /// What a watch or embed page may show about a video before any sign-in: public videos
+    /// only (a private one's title is not leaked into the page). `None` when there is nothing
+    /// to show; a database error is logged and treated the same.
+    pub async fn page_video(&self, id: VideoId) -> Option<Video> {
+        match self.store.video(id).await {
+            Ok(Some(video)) if video.visibility == Visibility::Public => Some(video),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(video.id = %id, %error, "page served without the video's title");
+                None
+            }
+        }
+    }
+}

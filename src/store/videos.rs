@@ -13,7 +13,8 @@ pub struct VideoQuery {
     /// Only this owner's videos (`None`: everyone's).
     pub owner: Option<String>,
     pub status: Option<VideoStatus>,
-    /// Case-insensitive substring of the title (ASCII case folding on SQLite).
+    /// Case-insensitive substring of the title, or of the file name when untitled (ASCII case
+    /// folding on SQLite).
     pub title_contains: Option<String>,
     /// Only videos older than this one (the cursor).
     pub before: Option<VideoId>,
@@ -130,7 +131,7 @@ impl Store {
             select_videos!(),
             "WHERE ($1 IS NULL OR videos.owner = $1) \
                AND ($2 IS NULL OR videos.status = $2) \
-               AND ($3 IS NULL OR videos.title {like} $3 ESCAPE '\\') \
+               AND ($3 IS NULL OR COALESCE(videos.title, videos.filename, '') {like} $3 ESCAPE '\\') \
                AND ($4 IS NULL OR videos.id < $4) \
                AND ($5 IS NULL OR {properties_match}) \
              ORDER BY videos.id DESC LIMIT $6"

@@ -166,12 +166,12 @@ async fn the_web_page_is_served_when_no_nginx_is_in_front() {
     );
     let html = page.text().await.expect("html");
     assert!(
-        html.contains("id=\"file-input\"") && html.contains("app.js"),
+        html.contains("id=\"file-input\"") && html.contains("/js/library.js"),
         "{html}"
     );
     let script = app
         .client
-        .get(app.url("/app.js"))
+        .get(app.url("/js/library.js"))
         .send()
         .await
         .expect("script");

@@ -183,15 +183,20 @@ describe('Dockerfile', () => {
   });
 
   test('the build stage copies everything the crate reads at compile time', () => {
-    const copied = stage('build').body.filter((l) => /^COPY\s/.test(l)).flatMap((l) => l.split(/\s+/).slice(1, -1));
+    const copies = stage('build').body.filter((l) => /^COPY\s/.test(l));
+    const copied = copies.filter((l) => !l.includes('--from=')).flatMap((l) => l.split(/\s+/).slice(1, -1));
+    // The web stage's static/ (with hls.js) lands where the crate embeds it from.
+    const copiedFromWeb = copies.filter((l) => /^COPY --from=web \/web\/static\/ \.\/static\/$/.test(l)).map(() => 'static/');
+    assert.deepEqual(copiedFromWeb, ['static/'], 'the build stage gets the page to embed');
     for (const needed of ['Cargo.toml', 'Cargo.lock', 'build.rs', 'migrations/', 'src/']) {
       assert.ok(copied.includes(needed), `COPY ${needed}`);
     }
     for (const file of listFiles(path.join(REPO, 'src')).filter((f) => f.endsWith('.rs'))) {
       const text = fs.readFileSync(file, 'utf8');
-      for (const [, arg] of text.matchAll(/(?:include_str|include_bytes|migrate)!\(\s*"([^"]+)"/g)) {
+      for (const [, arg] of text.matchAll(/(?:(?:include_str|include_bytes|migrate)!\(|#\[folder =)\s*"([^"]+)"/g)) {
         const resolved = arg.startsWith('./') ? arg.slice(2) : path.relative(REPO, path.resolve(path.dirname(file), arg));
-        assert.ok(copied.some((c) => resolved.startsWith(c.replace(/\/$/, ''))), `${path.relative(REPO, file)} reads ${arg}`);
+        const sources = [...copied, ...copiedFromWeb];
+        assert.ok(sources.some((c) => resolved.startsWith(c.replace(/\/$/, ''))), `${path.relative(REPO, file)} reads ${arg}`);
       }
     }
   });
@@ -217,9 +222,11 @@ describe('Dockerfile', () => {
     const web = stage('web');
     assert.ok(web.body.some((l) => /npm ci\b/.test(l)), 'npm ci');
     assert.ok(web.body.some((l) => l.includes('node_modules/hls.js/dist/hls.min.js static/vendor/hls.min.js')));
-    for (const name of ['reel', 'edge']) {
+    // nginx serves it from disk; reel has it built in (the build stage copies it).
+    for (const name of ['build', 'edge']) {
       assert.ok(stage(name).body.some((l) => /^COPY --from=web \/web\/static\//.test(l)), `${name} gets the page`);
     }
+    assert.ok(!stage('reel').body.some((l) => l.includes('REEL_STATIC_DIR')), 'reel serves its built-in page');
     const lock = JSON.parse(fs.readFileSync(path.join(REPO, 'package-lock.json'), 'utf8'));
     assert.ok(lock.packages['node_modules/hls.js'], 'hls.js is locked');
   });

@@ -107,7 +107,10 @@ export function ensureVendor() {
   return to;
 }
 
-/** A small H.264/AAC MP4 made by ffmpeg's test sources; 640x360 gives two rungs (240p, 360p). */
+/**
+ * A small H.264/AAC MP4 made by ffmpeg's test sources; 640x360 gives two rungs (240p, 360p),
+ * and so does a portrait 360x640.
+ */
 export function makeClip(dir, { seconds = 4, size = '640x360', name = `clip-${seconds}s.mp4` } = {}) {
   const out = path.join(dir, name);
   const result = spawnSync('ffmpeg', [
@@ -136,6 +139,8 @@ export function listFiles(dir) {
 
 /**
  * Starts `reel serve` on a free port with its own media dir; resolves once /healthz answers.
+ * `staticDir: null` serves the page built into the binary; `cwd` is where reel starts;
+ * `accelRedirect: false` for a reel with no nginx in front.
  * Returns { url, port, host, mediaDir, log, child, stop() }.
  */
 export async function startReel({
@@ -143,6 +148,9 @@ export async function startReel({
   host = '127.0.0.1',
   port,
   maxUpload = '50MiB',
+  staticDir = STATIC_DIR,
+  cwd,
+  accelRedirect = true,
   extraArgs = [],
 } = {}) {
   if (!fs.existsSync(REEL_BIN)) throw new Error(`${REEL_BIN} is missing: run \`cargo build\` (or set REEL_BIN)`);
@@ -153,17 +161,17 @@ export async function startReel({
     'serve',
     '--listen', `${host}:${port}`,
     '--media-dir', mediaDir,
-    '--static-dir', STATIC_DIR,
+    ...(staticDir ? ['--static-dir', staticDir] : []),
     '--max-upload-bytes', maxUpload,
     '--min-free-bytes', '0',
-    '--accel-redirect',
+    ...(accelRedirect ? ['--accel-redirect'] : []),
     '--x264-preset', 'ultrafast',
     '--encoders', '1',
     ...extraArgs,
   ];
   const env = { ...process.env, NO_COLOR: '1', RUST_LOG: process.env.RUST_LOG || 'info,sqlx=warn' };
   for (const key of Object.keys(env)) if (key.startsWith('REEL_') && key !== 'REEL_BIN') delete env[key];
-  const child = track(spawn(REEL_BIN, args, { stdio: ['ignore', fd, fd], detached: true, env }));
+  const child = track(spawn(REEL_BIN, args, { stdio: ['ignore', fd, fd], detached: true, env, cwd }));
   fs.closeSync(fd);
   const url = `http://${host}:${port}`;
   const deadline = Date.now() + 20_000;

@@ -44,21 +44,41 @@ describe('allowlist', () => {
   test('the page and its assets are served by nginx from the static folder', async () => {
     const expected = {
       '/': 'text/html',
-      '/index.html': 'text/html',
-      '/app.js': 'text/javascript',
       '/style.css': 'text/css',
+      '/css/library.css': 'text/css',
+      '/js/library.js': 'text/javascript',
+      '/js/lib/player.js': 'text/javascript',
+      '/favicon.ico': 'image/x-icon',
+      '/favicon.svg': 'image/svg+xml',
       '/vendor/hls.min.js': 'text/javascript',
     };
     for (const [url, type] of Object.entries(expected)) {
       const res = await request(`${edge.url}${url}`);
       assert.equal(res.status, 200, url);
-      assert.match(res.headers['content-type'], new RegExp(`^${type}`), url);
+      assert.ok(res.headers['content-type'].startsWith(type), `${url}: ${res.headers['content-type']}`);
       assert.equal(res.headers['x-content-type-options'], 'nosniff', url);
       assert.ok(res.headers['content-security-policy'], `${url} has a CSP`);
       assert.equal(res.headers.server, 'nginx', `${url}: no version in Server`);
     }
     const page = await request(`${edge.url}/`);
     assert.ok(page.body.equals(fs.readFileSync(path.join(STATIC_DIR, 'index.html'))));
+  });
+
+  test('watch and embed pages come from reel, with its framing rules; odd ids get its 404 page', async () => {
+    const watch = await request(`${edge.url}/watch/${ready.id}`);
+    assert.equal(watch.status, 200);
+    assert.match(watch.headers['content-type'], /^text\/html/);
+    assert.match(watch.headers['content-security-policy'], /frame-ancestors 'none'$/);
+    assert.equal(watch.headers['x-frame-options'], 'DENY');
+    // The link preview names the address the client used, port included.
+    assert.ok(watch.body.toString().includes(`<meta property="og:url" content="${edge.url}/watch/${ready.id}">`));
+    const embed = await request(`${edge.url}/embed/${ready.id}`);
+    assert.equal(embed.status, 200);
+    assert.match(embed.headers['content-security-policy'], /frame-ancestors \*$/);
+    assert.equal(embed.headers['x-frame-options'], undefined);
+    const unknown = await request(`${edge.url}/watch/${randomUUID()}`);
+    assert.equal(unknown.status, 404);
+    assert.match(unknown.body.toString(), /<script type="module" src="\/js\/watch\.js">/, 'reel’s page, which says so in words');
   });
 
   test('health, readiness and the API pass through to reel', async () => {
@@ -81,10 +101,12 @@ describe('allowlist', () => {
   test('everything else is 404, and odd paths are refused before routing', async () => {
     const id = ready.id;
     const notFound = [
-      '/metrics?x=1', '/foo', '/index.htm', '/static/app.js', '/vendor/', '/vendor/other.js',
+      '/metrics?x=1', '/foo', '/index.htm', '/index.html', '/watch.html', '/app.js', '/static/app.js', '/vendor/',
+      '/vendor/other.js', '/js/', '/js/lib/sub/x.js', '/js/Library.js', '/css/x.txt', '/favicon.png', '/watch/',
+      `/watch/${id}/x`, `/embed/${id}.html`,
       '/reel.db', `/sources/${id}`, `/_sources/${id}`, '/tmp/', '/hls/', `/hls/${id}/`,
       `/hls/${id}/master.m3u8.bak`, `/hls/${id}/poster.png`, `/hls/${randomUUID()}/master.m3u8`,
-      '/api/', '/api/v2/videos', '/favicon.ico', '/openapi.json',
+      '/api/', '/api/v2/videos', '/openapi.json',
     ];
     for (const url of notFound) {
       const res = await request(`${edge.url}/`, { path: url });

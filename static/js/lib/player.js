@@ -1,0 +1,103 @@
+// Plays a ready video's HLS ladder: the browser's own HLS where it has it, else hls.js
+// (loaded only then). Either way the rung on screen is read from the size of the decoded
+// picture, so the quality menu shows the same thing with both.
+
+const HLS_TYPE = 'application/vnd.apple.mpegurl';
+let hlsJs = null;
+
+/** Loads /vendor/hls.min.js once; resolves window.Hls, or null when it is not there. */
+function loadHlsJs() {
+  if (window.Hls) return Promise.resolve(window.Hls);
+  hlsJs ??= new Promise((resolve) => {
+    const script = document.createElement('script');
+    script.src = '/vendor/hls.min.js';
+    script.onload = () => resolve(window.Hls || null);
+    script.onerror = () => resolve(null);
+    document.head.append(script);
+  });
+  return hlsJs;
+}
+
+/** The rung whose picture size is nearest to `width`×`height`; null before the first frame. */
+export function renditionOnScreen(renditions, width, height) {
+  if (!width || !height) return null;
+  let best = null;
+  let bestScore = Infinity;
+  for (const rendition of renditions) {
+    const score = Math.abs(rendition.width - width) + Math.abs(rendition.height - height);
+    if (score < bestScore) { best = rendition; bestScore = score; }
+  }
+  return best;
+}
+
+/**
+ * Starts `video` (a ready resource) in the <video> element `media`. `onRendition(rung|null)`
+ * runs whenever the picture's size changes; `onError(message)` when playback cannot go on.
+ * Resolves { mode: 'native' | 'hls.js', renditions, select(index), onScreen(), destroy() }
+ * (`select(-1)` is automatic), or null when this browser cannot play HLS at all.
+ */
+export async function attachPlayer(media, video, { onRendition = () => {}, onError }) {
+  const renditions = video.renditions || [];
+  const master = new URL(video.links.playlist, location.href).href;
+  const onScreen = () => renditionOnScreen(renditions, media.videoWidth, media.videoHeight);
+  const report = () => onRendition(onScreen());
+  if (video.links.poster) media.poster = video.links.poster;
+  media.addEventListener('resize', report);
+  media.addEventListener('loadedmetadata', report);
+
+  if (media.canPlayType(HLS_TYPE)) {
+    media.addEventListener('error', () => onError('This video could not be played. Please reload the page.'));
+    media.src = master;
+    return {
+      mode: 'native',
+      renditions,
+      onScreen,
+      select: (index) => switchNative(media, index < 0 ? master : new URL(renditions[index].playlist, master).href),
+      destroy: () => { media.removeAttribute('src'); media.load(); },
+    };
+  }
+
+  const Hls = await loadHlsJs();
+  if (!Hls || !Hls.isSupported()) {
+    onError('This browser can’t play this video. A recent Firefox, Chrome, Edge or Safari can.');
+    return null;
+  }
+  const hls = new Hls();
+  hls.on(Hls.Events.ERROR, (_event, data) => {
+    if (!data.fatal) return;
+    // The two recoverable cases per the hls.js docs; anything else is final.
+    if (data.type === Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
+    else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+    else onError('Playback failed. Please reload the page.');
+  });
+  hls.loadSource(master);
+  hls.attachMedia(media);
+  return {
+    mode: 'hls.js',
+    renditions,
+    onScreen,
+    // currentLevel switches now (flushing the buffer), so the choice shows at once.
+    select: (index) => { hls.currentLevel = index < 0 ? -1 : levelOf(hls, renditions[index]); },
+    destroy: () => hls.destroy(),
+  };
+}
+
+/** hls.js drops levels it cannot decode, so its indices are matched by size, then bit rate. */
+function levelOf(hls, rendition) {
+  const bySize = hls.levels.findIndex((l) => l.width === rendition.width && l.height === rendition.height);
+  if (bySize >= 0) return bySize;
+  return hls.levels.findIndex((l) => l.bitrate === rendition.bandwidth);
+}
+
+/** Native HLS has no level API: play another playlist from the same time instead. */
+function switchNative(media, url) {
+  if (media.currentSrc === url) return;
+  const time = media.currentTime;
+  const resume = !media.paused;
+  media.src = url;
+  // currentTime can only be restored once the new source knows its duration.
+  media.addEventListener('loadedmetadata', () => {
+    if (time) media.currentTime = time;
+    if (resume) media.play().catch(() => {});
+  }, { once: true });
+}
