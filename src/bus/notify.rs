@@ -142,8 +142,10 @@ impl Bus for PgBus {
     }
 }
 
-/// Sends queued messages in order, one statement each.
+/// Sends queued messages in order, one statement each. While PostgreSQL is away messages are
+/// dropped (logged once per outage): progress is latest-value and terminal states are in rows.
 async fn send_loop(store: Store, mut receiver: mpsc::Receiver<Outgoing>) {
+    let mut failing = false;
     while let Some(message) = receiver.recv().await {
         let result = match &message {
             Outgoing::Event { video, event } => {
@@ -160,8 +162,16 @@ async fn send_loop(store: Store, mut receiver: mpsc::Receiver<Outgoing>) {
                 store.notify(channel, &payload).await
             }
         };
-        if let Err(error) = result {
-            warn!(%error, "cannot send a bus message; dropped");
+        match result {
+            Err(error) if !failing => {
+                failing = true;
+                warn!(%error, "cannot send bus messages; dropping them until PostgreSQL is back");
+            }
+            Ok(()) if failing => {
+                failing = false;
+                info!("bus messages flow again");
+            }
+            _ => {}
         }
     }
 }

@@ -132,9 +132,14 @@ pub async fn events(
         .and_then(|v| v.trim().parse().ok());
     // Subscribe before reading the database: an event published in between is then not lost.
     let subscription = hub.subscribe(id);
-    // The snapshot reflects every event this node holds for the video: its id is the newest of
-    // them (0 when none), so every live event after it has a larger id, on every node.
-    let snapshot_id = subscription.recent.last().map_or(0, |e| e.id);
+    // The snapshot reflects every event this node holds for the video and every event the
+    // client saw (event ids are global on a shared bus): its id is the newest of those, so every
+    // live event after it has a larger id, on every node, and the client's ids never go back.
+    let snapshot_id = subscription
+        .recent
+        .last()
+        .map_or(0, |e| e.id)
+        .max(last_event_id.unwrap_or(0));
     let video = match service.video(&caller, id).await {
         Ok(video) => video,
         Err(error) => {
@@ -180,7 +185,7 @@ pub async fn events(
         None => {
             first.extend(snapshot(subscription.progress));
             // The snapshot already reflects everything buffered so far.
-            subscription.recent.last().map_or(0, |e| e.id)
+            snapshot_id
         }
     };
     let finished = subscription

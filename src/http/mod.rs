@@ -4,6 +4,7 @@ mod caller;
 mod events;
 mod files;
 mod health;
+mod history;
 pub mod pages;
 pub mod resource;
 mod videos;
@@ -37,6 +38,7 @@ pub fn api(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(videos::delete_video)
         .service(videos::download_source)
         .service(events::events)
+        .service(history::history)
         .service(health::healthz)
         .service(health::readyz);
 }

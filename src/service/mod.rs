@@ -1,6 +1,7 @@
 //! What the API can do, each operation taking the [`Caller`] who asks. Handlers call this and
 //! nothing deeper; it speaks to the seams (store, bus, media) and decides who may do what.
 
+mod history;
 mod videos;
 
 use std::sync::Arc;

@@ -190,7 +190,7 @@ impl Store {
             .map_err(|_| StoreError::Url(redact(url)))?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(2))
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(3))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {

@@ -138,8 +138,12 @@ impl Encoders {
             () = cancel.cancelled() => return Err(JobFailure::Canceled),
         };
         let source = source_info(&probed, video.source_size);
-        if !self.store.record_source(&lease, &source).await? {
-            return Err(JobFailure::LeaseLost);
+        // Best effort: the encode goes on while the database is away; the final commit is the
+        // fence that matters.
+        match self.store.record_source(&lease, &source).await {
+            Ok(true) => {}
+            Ok(false) => return Err(JobFailure::LeaseLost),
+            Err(error) => warn!(%error, "cannot record the probe; going on"),
         }
         self.settings
             .limits
@@ -159,9 +163,7 @@ impl Encoders {
             path: ladder_dir.clone(),
             source,
         })?;
-        self.store
-            .record_progress(&lease, Step::Encoding, PROBED)
-            .await?;
+        self.persist_progress(lease, Step::Encoding, PROBED).await;
         self.report(id, Step::Encoding, PROBED);
 
         // The poster comes from its own short ffmpeg, run alongside the ladder so it adds no
@@ -188,9 +190,8 @@ impl Encoders {
         }
 
         self.report(id, Step::Publishing, ENCODED);
-        self.store
-            .record_progress(&lease, Step::Publishing, ENCODED)
-            .await?;
+        self.persist_progress(lease, Step::Publishing, ENCODED)
+            .await;
         let written = tokio::task::spawn_blocking({
             let plan = plan.clone();
             move || write_ladder(&plan)
@@ -225,6 +226,14 @@ impl Encoders {
             renditions,
             encode_seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// Records progress, best effort: a database that is away does not stop the encode, and a
+    /// lost lease is the heartbeat's to notice.
+    async fn persist_progress(&self, lease: Lease, step: Step, progress: f64) {
+        if let Err(error) = self.store.record_progress(&lease, step, progress).await {
+            warn!(%error, "cannot record progress; going on");
+        }
     }
 
     /// Whether a failure is most likely a full media volume (ffmpeg does not always say so).

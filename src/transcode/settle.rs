@@ -6,16 +6,44 @@
 //! lease cannot commit, so it can never publish over the attempt that replaced it. A crash
 //! between the two steps is finished on the next start (see `media::reconcile`).
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{error, warn};
 
 use super::Encoders;
 use super::job::{Encoded, JobFailure, retry_delay};
+use crate::domain::Video;
 use crate::domain::{JobError, VideoStatus};
 use crate::progress::JobEvent;
-use crate::store::{Lease, Outcome};
+use crate::store::{Lease, Outcome, StoreError};
+
+/// How long a finished job keeps trying to record its outcome while the database is away (the
+/// encoded ladder is kept meanwhile; the lease fence keeps a late commit safe).
+const RECORD_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Runs a store write until it succeeds or fails for a reason that will not pass, retrying
+/// transient failures (database away, disk full) with back-off from 0.5 s to 10 s for at most
+/// [`RECORD_PATIENCE`].
+async fn patiently<F, Fut>(mut write: F) -> Result<Option<Video>, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<Video>, StoreError>>,
+{
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match write().await {
+            Err(error) if error.is_transient() && started.elapsed() < RECORD_PATIENCE => {
+                warn!(%error, retry_in = ?delay, "cannot record the job's outcome yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            other => return other,
+        }
+    }
+}
 
 impl Encoders {
     /// Records the outcome and tells subscribers; returns the metric label.
@@ -56,7 +84,7 @@ impl Encoders {
                 } else {
                     Outcome::Retry { delay, reason }
                 };
-                match self.store.finish(&lease, outcome).await {
+                match patiently(|| self.store.finish(&lease, outcome.clone())).await {
                     Ok(Some(_)) => {
                         self.bus.publish(id, JobEvent::Status(VideoStatus::Queued));
                         self.bus.wake_workers();
@@ -74,16 +102,11 @@ impl Encoders {
     /// Commits `ready`, then renames the ladder into place and tells subscribers.
     async fn publish(&self, lease: Lease, encoded: Encoded) -> &'static str {
         let id = lease.video;
-        let committed = self
-            .store
-            .finish(
-                &lease,
-                Outcome::Ready {
-                    renditions: &encoded.renditions,
-                    encode_seconds: encoded.encode_seconds,
-                },
-            )
-            .await;
+        let ready = Outcome::Ready {
+            renditions: &encoded.renditions,
+            encode_seconds: encoded.encode_seconds,
+        };
+        let committed = patiently(|| self.store.finish(&lease, ready.clone())).await;
         let video = match committed {
             Ok(Some(video)) => video,
             // Deleted meanwhile, or another worker holds the job: publish nothing.
@@ -117,7 +140,7 @@ impl Encoders {
     }
 
     async fn fail(&self, lease: Lease, error: &JobError) {
-        match self.store.finish(&lease, Outcome::Failed(error)).await {
+        match patiently(|| self.store.finish(&lease, Outcome::Failed(error))).await {
             Ok(Some(video)) => {
                 let _ = self.media.remove_published(lease.video);
                 self.bus

@@ -38,14 +38,31 @@ impl TestApp {
 
     /// A server on an existing media dir (restarts).
     pub fn spawn_in(media: &Path, extra: &[&str], keep: Vec<TempDir>) -> TestApp {
+        TestApp::start("serve", media, extra, keep)
+    }
+
+    /// `reel <role>` (`serve` or `work`) on `media`, on the engine the specs run on (see
+    /// [`database_url`]): the same media dir always gets the same database.
+    pub fn start(role: &str, media: &Path, extra: &[&str], keep: Vec<TempDir>) -> TestApp {
         let logs = tempfile::tempdir().expect("log dir");
         let log = logs.path().join("reel.log");
         let log_file = std::fs::File::create(&log).expect("log file");
+        let mut engine: Vec<String> = Vec::new();
+        if let Some(url) = database_url(media)
+            && !extra.contains(&"--database-url")
+        {
+            engine.extend(["--database-url".into(), url]);
+            if !extra.contains(&"--lease-secs") {
+                // Shared-queue recovery waits for leases: keep them short in specs.
+                engine.extend(["--lease-secs".into(), "5".into()]);
+            }
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_reel"))
-            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+            .args(["--log-format", "json", role, "--listen", "127.0.0.1:0"])
             .arg("--media-dir")
             .arg(media)
             .args(defaults_unless_given(extra))
+            .args(&engine)
             .args(extra)
             .env("RUST_LOG", "info,sqlx=warn")
             .stdin(Stdio::null())
@@ -154,6 +171,19 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `SIG<name>` (`STOP`, `CONT`, …) to the server.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name}");
     }
 
     /// SIGKILL: a crash, with no chance to clean up.
@@ -343,6 +373,62 @@ impl TestApp {
             .filter(is_ffmpeg)
             .collect()
     }
+}
+
+/// The PostgreSQL cluster of this test run (`scripts/pg-cluster`), when the specs run on it.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("REEL_TEST_POSTGRES_URL").ok()
+}
+
+/// True when the specs run on PostgreSQL (`REEL_TEST_ENGINE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("REEL_TEST_ENGINE").is_ok_and(|e| e == "postgres")
+}
+
+/// The database of the reel serving `media`: `None` (the SQLite default) unless the specs run
+/// on PostgreSQL, where each media dir gets its own database, created on first use.
+pub fn database_url(media: &Path) -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let admin = postgres_url()
+        .expect("REEL_TEST_ENGINE=postgres needs REEL_TEST_POSTGRES_URL (scripts/test sets both)");
+    Some(postgres_database(&admin, &media.to_string_lossy()))
+}
+
+/// A database named after `key` on the cluster at `admin` (created if missing); its URL.
+pub fn postgres_database(admin: &str, key: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    let name = format!("t{:016x}", hasher.finish());
+    let output = Command::new("psql")
+        .args([
+            admin,
+            "-qAtc",
+            &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+        ])
+        .output()
+        .expect("psql (installed with PostgreSQL)");
+    assert!(
+        output.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.stdout.is_empty() {
+        let created = Command::new("psql")
+            .args([admin, "-qc", &format!("CREATE DATABASE {name}")])
+            .output()
+            .expect("psql");
+        assert!(
+            created.status.success()
+                || String::from_utf8_lossy(&created.stderr).contains("already exists"),
+            "CREATE DATABASE: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+    }
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+    format!("{base}/{name}")
 }
 
 /// Test settings (fast preset, 1 s segments, one encoder), unless a test sets them itself.
