@@ -151,22 +151,26 @@ export async function startReel({
   staticDir = STATIC_DIR,
   cwd,
   accelRedirect = true,
+  role = 'serve',
+  encoders = 1,
+  preset = 'ultrafast',
   extraArgs = [],
 } = {}) {
   if (!fs.existsSync(REEL_BIN)) throw new Error(`${REEL_BIN} is missing: run \`cargo build\` (or set REEL_BIN)`);
   port ??= await freePort(host);
   const log = path.join(path.dirname(mediaDir), `${path.basename(mediaDir)}-reel.log`);
   const fd = fs.openSync(log, 'a');
+  const serving = role === 'serve';
   const args = [
-    'serve',
+    role,
     '--listen', `${host}:${port}`,
     '--media-dir', mediaDir,
-    ...(staticDir ? ['--static-dir', staticDir] : []),
+    ...(staticDir && serving ? ['--static-dir', staticDir] : []),
     '--max-upload-bytes', maxUpload,
     '--min-free-bytes', '0',
-    ...(accelRedirect ? ['--accel-redirect'] : []),
-    '--x264-preset', 'ultrafast',
-    '--encoders', '1',
+    ...(accelRedirect && serving ? ['--accel-redirect'] : []),
+    '--x264-preset', preset,
+    '--encoders', String(encoders),
     ...extraArgs,
   ];
   const env = { ...process.env, NO_COLOR: '1', RUST_LOG: process.env.RUST_LOG || 'info,sqlx=warn' };
@@ -207,7 +211,7 @@ export function renderTemplate(vars, outFile) {
  * Lays out a prefix (conf/, logs/, temp/) with nginx/nginx.conf and the rendered template.
  * `vars` override the test defaults below.
  */
-export function preparePrefix(vars = {}) {
+export function preparePrefix(vars = {}, extraConf = '') {
   const prefix = tempDir('nginx');
   for (const dir of ['conf', 'logs', 'temp']) fs.mkdirSync(path.join(prefix, dir));
   fs.copyFileSync(path.join(NGINX_DIR, 'nginx.conf'), path.join(prefix, 'conf', 'nginx.conf'));
@@ -220,6 +224,8 @@ export function preparePrefix(vars = {}) {
     ...vars,
   };
   renderTemplate(all, path.join(prefix, 'conf', 'reel.conf'));
+  // http-level additions, e.g. an `upstream` block that REEL_UPSTREAM names.
+  if (extraConf) fs.appendFileSync(path.join(prefix, 'conf', 'reel.conf'), `\n${extraConf}\n`);
   return {
     prefix,
     conf: path.join(prefix, 'conf', 'nginx.conf'),
@@ -252,14 +258,14 @@ export function nginxConfigTest(layout) {
  * Starts nginx in the foreground on a free port in front of `upstream` (host:port).
  * Returns { url, port, prefix, errorLog, bodyTemp, child, stop() }.
  */
-export async function startNginx({ upstream, mediaDir, vars = {} }) {
+export async function startNginx({ upstream, mediaDir, vars = {}, extraConf = '' }) {
   const port = await freePort();
   const layout = preparePrefix({
     NGINX_LISTEN: `127.0.0.1:${port}`,
     REEL_UPSTREAM: upstream,
     REEL_MEDIA_DIR: mediaDir,
     ...vars,
-  });
+  }, extraConf);
   const out = fs.openSync(path.join(layout.prefix, 'logs', 'stderr.log'), 'a');
   const child = track(spawn(NGINX_BIN, [
     '-p', layout.prefix, '-c', layout.conf, '-e', layout.errorLog, '-g', globalDirectives(),
