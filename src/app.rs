@@ -12,15 +12,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use utoipa_actix_web::AppExt;
 
+use crate::auth::Auth;
 use crate::bus::local::LocalBus;
 use crate::bus::notify::{self, PgBus};
 use crate::bus::{Bus, Node};
-use crate::config::{Config, ConfigError, Role};
+use crate::config::{AuthMode, Config, ConfigError, Role};
 use crate::http;
 use crate::media::{MediaError, MediaRoot};
 use crate::progress::Hub;
 use crate::recovery;
-use crate::service::Service;
+use crate::service::{Parts, Service};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
 use crate::transcode::tools::{ToolError, Tools};
@@ -141,16 +142,23 @@ impl Application {
             .map(|n| n.get())
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
 
+        let auth = match config.auth {
+            Some(AuthMode::Jwt) => {
+                Auth::Jwt(Box::new(config.jwt.verifier().map_err(ConfigError::Jwt)?))
+            }
+            Some(AuthMode::None) | None => Auth::None,
+        };
         let config = Arc::new(config);
-        let service = Arc::new(Service::new(
-            config.clone(),
-            store.clone(),
-            media.clone(),
-            bus.clone(),
-            node.clone(),
+        let service = Arc::new(Service::new(Parts {
+            config: config.clone(),
+            store: store.clone(),
+            media: media.clone(),
+            bus: bus.clone(),
+            node: node.clone(),
             tools,
-            shutdown.clone(),
-        ));
+            auth,
+            shutdown: shutdown.clone(),
+        }));
         let server = http_server(service.clone(), role, http_workers, listener)
             .map_err(|source| StartupError::Bind { addr, source })?;
         let background = background_tasks(&store, &media, &node, shared);

@@ -37,6 +37,33 @@ pub enum Command {
     /// Run encoders only (scale-out workers); `/healthz`, `/readyz` and `/metrics` on `--listen`
     /// (default 127.0.0.1:9090).
     Work(Config),
+    /// Print an HS256 token signed with the configured secret, for operators and scripts.
+    Token(TokenArgs),
+}
+
+/// `reel token --sub alice --roles creator --ttl 1h`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The user the token stands for (`sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// Roles, comma separated: creator, viewer, admin.
+    #[arg(long, value_delimiter = ',', default_value = "creator")]
+    pub roles: Vec<String>,
+    /// How long the token is valid (`90s`, `1h`, `30d`).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    #[command(flatten)]
+    pub jwt: crate::auth::jwt::JwtArgs,
+}
+
+/// Who may use the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Anyone who can reach the server may upload, read and delete.
+    None,
+    /// Bearer JWTs: owners, roles (creator, viewer, admin).
+    Jwt,
 }
 
 /// Which parts of reel a process runs.
@@ -174,6 +201,24 @@ pub struct Config {
     #[arg(long, env = "REEL_ACCEL_REDIRECT", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub accel_redirect: bool,
 
+    /// Who may use the API: `none` or `jwt`. Unset, a `--listen` address other than loopback
+    /// refuses to start: an open upload-and-delete API on a public address must be a decision.
+    #[arg(long, env = "REEL_AUTH", value_enum)]
+    pub auth: Option<AuthMode>,
+
+    #[command(flatten)]
+    pub jwt: crate::auth::jwt::JwtArgs,
+
+    /// Secret that signs playback URLs of private videos (`?exp=…&sig=…`); nginx checks the same
+    /// signature (REEL_PLAYBACK_SECRET in its config). At least 32 bytes. Without it, videos
+    /// cannot be made private.
+    #[arg(long, env = "REEL_PLAYBACK_SECRET", hide_env_values = true)]
+    pub playback_secret: Option<String>,
+
+    /// How long a signed playback URL stays valid, in seconds.
+    #[arg(long, env = "REEL_PLAYBACK_URL_TTL_SECS", default_value_t = 6 * 3600)]
+    pub playback_url_ttl_secs: u64,
+
     /// HTTP worker threads; defaults to the number of cores.
     #[arg(long, env = "REEL_HTTP_WORKERS")]
     pub http_workers: Option<NonZeroUsize>,
@@ -207,6 +252,15 @@ pub enum ConfigError {
         "--encoders 0 needs a PostgreSQL --database-url: with SQLite no other process can encode"
     )]
     NobodyEncodes,
+    #[error(
+        "--listen {0} is not a loopback address: anyone reaching it could upload and delete. \
+         Pass --auth jwt (with a key) or, if something in front of reel restricts access, --auth none"
+    )]
+    OpenApi(SocketAddr),
+    #[error("--playback-secret must be at least 32 bytes")]
+    PlaybackSecret,
+    #[error("{0}")]
+    Jwt(#[from] crate::auth::jwt::KeyError),
 }
 
 const X264_PRESETS: [&str; 10] = [
@@ -261,6 +315,16 @@ impl Config {
         }
         if role == Role::Serve && encoders == 0 && !self.is_postgres() {
             return Err(ConfigError::NobodyEncodes);
+        }
+        let listen = self.listen.unwrap_or_else(|| role.default_listen());
+        if role == Role::Serve && self.auth.is_none() && !listen.ip().is_loopback() {
+            return Err(ConfigError::OpenApi(listen));
+        }
+        if self.auth == Some(AuthMode::Jwt) {
+            self.jwt.verifier()?;
+        }
+        if self.playback_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(ConfigError::PlaybackSecret);
         }
         Ok(())
     }
@@ -326,6 +390,13 @@ impl Config {
             static_dir: None,
             embed_frame_ancestors: FrameAncestors::default(),
             accel_redirect: false,
+            auth: None,
+            jwt: crate::auth::jwt::JwtArgs {
+                jwt_roles_claim: "roles".into(),
+                ..Default::default()
+            },
+            playback_secret: None,
+            playback_url_ttl_secs: 6 * 3600,
             http_workers: None,
         }
     }

@@ -27,6 +27,8 @@ pub struct ApiError {
     retry_after: Option<u32>,
     /// Set when the request body was not read to the end: the connection cannot be reused.
     close: bool,
+    /// The `WWW-Authenticate` challenge of a 401 (RFC 6750 §3).
+    challenge: Option<String>,
     cause: Option<String>,
 }
 
@@ -51,7 +53,37 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             close: false,
+            challenge: None,
             cause: None,
+        }
+    }
+
+    /// 403 for a private ladder asked for without a valid signed link.
+    pub fn playback(error: crate::auth::playback::PlaybackError) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", format!("{error}."))
+    }
+
+    /// 401 for a missing or refused bearer token, with its RFC 6750 challenge.
+    pub fn unauthorized(error: crate::auth::jwt::TokenError) -> Self {
+        use crate::auth::jwt::TokenError;
+        let (code, message, challenge) = match &error {
+            TokenError::Missing => (
+                "unauthorized",
+                "Sign in: send a bearer token (Authorization: Bearer …).".to_owned(),
+                r#"Bearer realm="reel""#.to_owned(),
+            ),
+            other => (
+                "invalid_token",
+                format!("The bearer token was refused: {other}."),
+                format!(
+                    r#"Bearer realm="reel", error="invalid_token", error_description="{}""#,
+                    other.to_string().replace('"', "'")
+                ),
+            ),
+        };
+        Self {
+            challenge: Some(challenge),
+            ..Self::new(StatusCode::UNAUTHORIZED, code, message)
         }
     }
 
@@ -120,6 +152,11 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        if let Some(challenge) = &self.challenge
+            && let Ok(value) = HeaderValue::from_str(challenge)
+        {
+            response.insert_header((header::WWW_AUTHENTICATE, value));
         }
         if self.close {
             response.force_close();

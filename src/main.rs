@@ -4,6 +4,11 @@ use reel::config::{Cli, Command, Role};
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     reel::telemetry::init_tracing(cli.log_format);
+    let (config, role) = match cli.command {
+        Command::Serve(config) => (config, Role::Serve),
+        Command::Work(config) => (config, Role::Work),
+        Command::Token(args) => return reel::auth::print_token(&args),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -14,13 +19,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Serve(config) => reel::app::run(config, Role::Serve).await,
-            Command::Work(config) => reel::app::run(config, Role::Work).await,
-        }
-    });
-    match result {
+    match runtime.block_on(reel::app::run(config, role)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             // Once, in plain words: the error and its causes on one line.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::domain::{JobError, VideoStatus};
+use crate::domain::{JobError, VideoStatus, Visibility};
 use crate::media::MediaRoot;
 use crate::store::{Repair, Store, StoreError};
 
@@ -42,9 +42,17 @@ pub async fn reconcile(
         report.requeued_interrupted = store.recover_interrupted().await?.len();
     }
     let rows = store.all_ids().await?;
-    let known: std::collections::HashSet<_> = rows.iter().map(|(id, _)| *id).collect();
-    for (id, status) in &rows {
+    let known: std::collections::HashSet<_> = rows.iter().map(|(id, _, _)| *id).collect();
+    for (id, status, visibility) in &rows {
         let id = *id;
+        // A visibility change that crashed between the row and the marker.
+        let private = *visibility == Visibility::Private;
+        if *status == VideoStatus::Ready
+            && media.is_private(id) != private
+            && let Err(error) = media.set_private(id, private)
+        {
+            warn!(video.id = %id, %error, "cannot fix the private marker");
+        }
         match status {
             VideoStatus::Ready if !media.hls_dir(id).join("master.m3u8").is_file() => {
                 match media.unpublished_ladder(id) {

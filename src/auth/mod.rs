@@ -3,7 +3,67 @@
 //! With `--auth none` every request is the local operator, who may do everything; with
 //! `--auth jwt` the caller comes from a verified bearer token (see `jwt`).
 
+pub mod jwt;
+pub mod playback;
+
+use std::io::Write;
+
 use serde::Serialize;
+
+use crate::config::TokenArgs;
+
+/// How the server authenticates requests.
+pub enum Auth {
+    /// `--auth none`: every request is [`Caller::local`].
+    None,
+    /// `--auth jwt`: bearer tokens.
+    Jwt(Box<jwt::Verifier>),
+}
+
+impl Auth {
+    /// The caller behind a request's bearer token.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Caller, jwt::TokenError> {
+        match self {
+            Self::None => Ok(Caller::local()),
+            Self::Jwt(verifier) => verifier.verify(token.ok_or(jwt::TokenError::Missing)?),
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        matches!(self, Self::Jwt(_))
+    }
+}
+
+/// `reel token`: prints a token on stdout; errors in plain words on stderr.
+pub fn print_token(args: &TokenArgs) -> std::process::ExitCode {
+    let roles: Result<Vec<Role>, String> = args
+        .roles
+        .iter()
+        .map(|name| {
+            Role::parse(name.trim())
+                .ok_or_else(|| format!("unknown role {name:?} (creator, viewer, admin)"))
+        })
+        .collect();
+    let token = roles.and_then(|roles| {
+        args.jwt
+            .sign(&args.sub, &roles, args.ttl)
+            .map_err(|e| e.to_string())
+    });
+    match token {
+        Ok(token) => {
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "{token}").is_ok() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+        Err(reason) => {
+            tracing::error!("reel token: {reason}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
 
 /// A role a token can grant (`roles` claim).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -63,6 +123,11 @@ impl Caller {
 
     pub fn is_admin(&self) -> bool {
         self.has(Role::Admin)
+    }
+
+    /// May read and follow what they own (any role).
+    pub fn can_read(&self) -> bool {
+        !self.roles.is_empty()
     }
 
     /// May upload (creators and admins).

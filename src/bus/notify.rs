@@ -33,6 +33,8 @@ const EVENTS: &str = "reel_events";
 const CANCEL: &str = "reel_cancel";
 const STOPPED: &str = "reel_stopped";
 const WAKE: &str = "reel_wake";
+/// Sent inside every transaction that appends history (see `store::history`).
+const HISTORY: &str = "reel_history";
 /// Messages waiting to be sent; past this, progress is dropped.
 const OUTBOX: usize = 1024;
 /// How long a process gets to stop a canceled job before it confirms anyway.
@@ -83,7 +85,9 @@ impl PgBus {
     /// and listener tasks. Errors when PostgreSQL cannot be reached at all.
     pub async fn start(url: &str, store: Store, node: Arc<Node>) -> Result<Arc<Self>, sqlx::Error> {
         let mut listener = PgListener::connect(url).await?;
-        listener.listen_all([EVENTS, CANCEL, STOPPED, WAKE]).await?;
+        listener
+            .listen_all([EVENTS, CANCEL, STOPPED, WAKE, HISTORY])
+            .await?;
         let (outbox, receiver) = mpsc::channel(OUTBOX);
         let bus = Arc::new(Self {
             outbox,
@@ -196,6 +200,7 @@ async fn listen_loop(mut listener: PgListener, store: Store, node: Arc<Node>, bu
                 // Whatever was sent while away is lost: read the rows instead.
                 resync(&store, &node).await;
                 node.wake.notify_waiters();
+                store.feed_changed().notify_waiters();
             }
         }
     }
@@ -268,6 +273,7 @@ async fn deliver(channel: &str, payload: &str, store: &Store, node: &Arc<Node>, 
             }
         }
         WAKE => node.wake.notify_waiters(),
+        HISTORY => store.feed_changed().notify_waiters(),
         _ => {}
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::broadcast;
 use super::parse_id;
 use super::resource::VideoResource;
 use crate::auth::Caller;
+use crate::auth::playback::PlaybackSigner;
 use crate::domain::{Video, VideoId, VideoStatus};
 use crate::error::{ApiError, ErrorBody};
 use crate::progress::{JobEvent, Stamped};
@@ -43,33 +44,41 @@ fn json(payload: &impl Serialize) -> Option<ByteString> {
 }
 
 /// What a hub event looks like on the wire: its name and JSON data.
-fn encode(video: VideoId, event: &JobEvent) -> Option<(&'static str, ByteString)> {
+fn encode(
+    video: VideoId,
+    event: &JobEvent,
+    signer: Option<&PlaybackSigner>,
+) -> Option<(&'static str, ByteString)> {
     let status = |status| StatusChange { id: video, status };
     Some(match event {
         JobEvent::Progress(update) => ("progress", json(update)?),
         JobEvent::Status(change) => ("status", json(&status(*change))?),
-        JobEvent::Ready(video) => ("ready", json(&VideoResource::new(video))?),
-        JobEvent::Failed(video) => ("failed", json(&VideoResource::new(video))?),
+        JobEvent::Ready(video) => ("ready", json(&VideoResource::new(video, signer))?),
+        JobEvent::Failed(video) => ("failed", json(&VideoResource::new(video, signer))?),
         JobEvent::Canceled => ("canceled", json(&status(VideoStatus::Canceled))?),
         JobEvent::Reconnect => ("reconnect", json(&status(VideoStatus::Processing))?),
     })
 }
 
 /// A hub event as an SSE frame; the JSON is made once per event, not once per subscriber.
-fn render(video: VideoId, stamped: &Stamped) -> Option<sse::Event> {
+fn render(
+    video: VideoId,
+    stamped: &Stamped,
+    signer: Option<&PlaybackSigner>,
+) -> Option<sse::Event> {
     let (name, data) = stamped
         .wire
-        .get_or_init(|| encode(video, &stamped.event))
+        .get_or_init(|| encode(video, &stamped.event, signer))
         .clone()?;
     Some(sse::Event::Data(
         sse::Data::new(data).event(name).id(stamped.id.to_string()),
     ))
 }
 
-fn terminal_frame(id: u64, video: &Video) -> Option<sse::Event> {
+fn terminal_frame(id: u64, video: &Video, signer: Option<&PlaybackSigner>) -> Option<sse::Event> {
     match video.status {
-        VideoStatus::Ready => frame(id, "ready", &VideoResource::new(video)),
-        VideoStatus::Failed => frame(id, "failed", &VideoResource::new(video)),
+        VideoStatus::Ready => frame(id, "ready", &VideoResource::new(video, signer)),
+        VideoStatus::Failed => frame(id, "failed", &VideoResource::new(video, signer)),
         _ => frame(
             id,
             "canceled",
@@ -99,6 +108,7 @@ impl Drop for ClientGauge {
 
 struct Live {
     video: VideoId,
+    signer: Option<PlaybackSigner>,
     receiver: broadcast::Receiver<Arc<Stamped>>,
     last_sent: u64,
     finished: bool,
@@ -124,6 +134,7 @@ pub async fn events(
     req: HttpRequest,
 ) -> Result<impl Responder, ApiError> {
     let hub = service.hub();
+    let signer = service.signer().cloned();
     let id = parse_id(&id)?;
     let last_event_id: Option<u64> = req
         .headers()
@@ -154,7 +165,7 @@ pub async fn events(
 
     let mut first: Vec<sse::Event> = Vec::new();
     let snapshot = |progress: f64| {
-        let mut resource = VideoResource::new(&video);
+        let mut resource = VideoResource::new(&video, signer.as_ref());
         resource.progress = resource.progress.max(progress);
         frame(snapshot_id, "snapshot", &resource)
     };
@@ -165,7 +176,7 @@ pub async fn events(
         if last_event_id.is_none() {
             first.extend(snapshot(0.0));
         }
-        first.extend(terminal_frame(snapshot_id + 1, &video));
+        first.extend(terminal_frame(snapshot_id + 1, &video, signer.as_ref()));
         let once = stream::iter(first.into_iter().map(Ok::<_, Infallible>));
         return Ok(respond(once.boxed_local()));
     }
@@ -178,7 +189,7 @@ pub async fn events(
                     .recent
                     .iter()
                     .filter(|e| e.id > n)
-                    .filter_map(|e| render(id, e)),
+                    .filter_map(|e| render(id, e, signer.as_ref())),
             );
             subscription.recent.last().map_or(n, |e| e.id.max(n))
         }
@@ -194,6 +205,7 @@ pub async fn events(
         .any(|e| e.id <= last_sent && e.event.is_terminal());
     let live = Live {
         video: id,
+        signer: signer.clone(),
         receiver: subscription.receiver,
         last_sent,
         finished,
@@ -214,7 +226,7 @@ pub async fn events(
                     live.last_sent = live.last_sent.max(stamped.id);
                     live.finished =
                         stamped.event.is_terminal() || matches!(stamped.event, JobEvent::Reconnect);
-                    if let Some(event) = render(live.video, &stamped) {
+                    if let Some(event) = render(live.video, &stamped, live.signer.as_ref()) {
                         return Some((Ok::<_, Infallible>(event), live));
                     }
                 }

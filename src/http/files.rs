@@ -6,6 +6,7 @@ use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{HttpRequest, HttpResponse, route, web};
 
 use super::parse_id;
+use crate::auth::playback::sign_playlist;
 use crate::error::ApiError;
 use crate::service::Service;
 
@@ -32,7 +33,15 @@ fn safe_component(part: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-/// Playlists, segments and poster of a published ladder, with Range support.
+/// The signature of a private ladder's link.
+#[derive(Debug, Default, serde::Deserialize)]
+struct PlaybackQuery {
+    exp: Option<String>,
+    sig: Option<String>,
+}
+
+/// Playlists, segments and poster of a published ladder, with Range support. A private
+/// ladder needs a signed link (`?exp=&sig=`, see `auth::playback`).
 #[route("/hls/{id}/{tail:.*}", method = "GET", method = "HEAD")]
 pub async fn hls(
     service: web::Data<Service>,
@@ -50,21 +59,44 @@ pub async fn hls(
     let path = parts
         .iter()
         .fold(service.media().hls_dir(id), |path, part| path.join(part));
-    let file = NamedFile::open_async(path)
-        .await
-        .map_err(|_| ApiError::not_found())?;
-    let mut response = file.set_content_type(mime).into_response(&req);
-    // A published ladder never changes: its id is new for every upload.
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        CacheControl(vec![
+    let query = web::Query::<PlaybackQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
+    let signed = service
+        .playback(id, query.exp.as_deref(), query.sig.as_deref())
+        .map_err(ApiError::playback)?;
+    let cache = match &signed {
+        // A private ladder is for the holder of the link only.
+        Some(_) => CacheControl(vec![CacheDirective::Private, CacheDirective::MaxAge(300)]),
+        // A published ladder never changes: its id is new for every upload.
+        None => CacheControl(vec![
             CacheDirective::Public,
             CacheDirective::MaxAge(31_536_000),
             CacheDirective::Extension("immutable".into(), None),
-        ])
-        .to_string()
-        .parse()
-        .map_err(|_| ApiError::not_found())?,
+        ]),
+    };
+    let mut response = match (&signed, name.ends_with(".m3u8")) {
+        // A private playlist's URIs carry the signature, so the player's next requests do too.
+        (Some(query), true) => {
+            let text = tokio::fs::read_to_string(&path)
+                .await
+                .map_err(|_| ApiError::not_found())?;
+            HttpResponse::Ok()
+                .content_type(mime)
+                .body(sign_playlist(&text, query))
+        }
+        _ => NamedFile::open_async(path)
+            .await
+            .map_err(|_| ApiError::not_found())?
+            .set_content_type(mime)
+            .into_response(&req),
+    };
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        cache
+            .to_string()
+            .parse()
+            .map_err(|_| ApiError::not_found())?,
     );
     response.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,

@@ -1,6 +1,7 @@
 //! Thin actix-web handlers: extract, call one `AppState` method, respond.
 
 mod caller;
+mod changes;
 mod events;
 mod files;
 mod health;
@@ -39,6 +40,8 @@ pub fn api(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(videos::download_source)
         .service(events::events)
         .service(history::history)
+        .service(changes::changes)
+        .service(changes::changes_stream)
         .service(health::healthz)
         .service(health::readyz);
 }

@@ -5,6 +5,7 @@ use utoipa::ToSchema;
 
 use std::collections::BTreeMap;
 
+use crate::auth::playback::PlaybackSigner;
 use crate::domain::{
     JobError, Rendition, SourceInfo, Step, Video, VideoId, VideoStatus, Visibility,
 };
@@ -82,6 +83,9 @@ pub struct ListQuery {
 pub struct VideoPatch {
     /// 1 to 200 characters; control characters are dropped and spaces trimmed.
     pub title: Option<String>,
+    /// `private` ladders are served only with the signed links the resource carries (the
+    /// server needs a `--playback-secret`).
+    pub visibility: Option<Visibility>,
 }
 
 pub fn video_url(id: VideoId) -> String {
@@ -89,9 +93,14 @@ pub fn video_url(id: VideoId) -> String {
 }
 
 impl VideoResource {
-    pub fn new(video: &Video) -> Self {
+    /// The resource of `video`; a private video's playback links are signed with `signer`.
+    pub fn new(video: &Video, signer: Option<&PlaybackSigner>) -> Self {
         let id = video.id;
         let ready = video.status == VideoStatus::Ready;
+        let signed = |url: String| match (video.visibility, signer) {
+            (Visibility::Private, Some(signer)) => format!("{url}?{}", signer.query(id)),
+            _ => url,
+        };
         Self {
             id,
             owner: video.owner.clone(),
@@ -117,8 +126,8 @@ impl VideoResource {
                 self_: video_url(id),
                 events: format!("{}/events", video_url(id)),
                 source: format!("{}/source", video_url(id)),
-                playlist: ready.then(|| format!("/hls/{id}/master.m3u8")),
-                poster: ready.then(|| format!("/hls/{id}/poster.jpg")),
+                playlist: ready.then(|| signed(format!("/hls/{id}/master.m3u8"))),
+                poster: ready.then(|| signed(format!("/hls/{id}/poster.jpg"))),
             },
             created_at: video.created_at.to_rfc3339(),
             updated_at: video.updated_at.to_rfc3339(),

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use super::parse_id;
 use super::resource::{ListQuery, VideoPage, VideoPatch, VideoResource, video_url};
 use crate::auth::Caller;
-use crate::domain::{Video, VideoId};
+use crate::domain::{Video, VideoId, Visibility};
 use crate::error::{ApiError, ErrorBody};
 use crate::service::{Service, UploadMeta};
 use crate::store::VideoQuery;
@@ -48,6 +48,19 @@ fn declared_size(req: &HttpRequest) -> Option<u64> {
         .ok()
 }
 
+/// `public` (the default) or `private`, from an upload's `X-Visibility` header or form field.
+fn visibility(text: Option<&str>) -> Result<Visibility, ApiError> {
+    match text.map(str::trim) {
+        None | Some("") | Some("public") => Ok(Visibility::Public),
+        Some("private") => Ok(Visibility::Private),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_visibility",
+            "`visibility` must be `public` or `private`.",
+        )
+        .closing()),
+    }
+}
+
 /// A coarse browser or tool family for the history, never the raw header.
 fn user_agent_family(req: &HttpRequest) -> Option<String> {
     let agent = req.headers().get(header::USER_AGENT)?.to_str().ok()?;
@@ -79,7 +92,8 @@ fn count_rejection(error: &ApiError) {
     request_body(content = Vec<u8>, description = "The video bytes (raw), or multipart/form-data with `file` and `title`",
         content_type = "application/octet-stream"),
     params(("X-Filename" = Option<String>, Header, description = "Original file name (raw uploads)"),
-           ("X-Title" = Option<String>, Header, description = "Title (raw uploads)")),
+           ("X-Title" = Option<String>, Header, description = "Title (raw uploads)"),
+           ("X-Visibility" = Option<String>, Header, description = "`public` (default) or `private` (raw uploads)")),
     responses(
         (status = 202, description = "Accepted and queued", body = VideoResource, headers(("Location" = String))),
         (status = 400, description = "Empty or unreadable body", body = ErrorBody),
@@ -101,7 +115,7 @@ pub async fn upload_video(
         count_rejection(error);
     }
     let video = result?;
-    let resource = VideoResource::new(&video);
+    let resource = VideoResource::new(&video, service.signer());
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, video_url(video.id)))
         .json(resource))
@@ -180,6 +194,7 @@ async fn receive_upload(
     meta.declared_size = declared_size(req);
     meta.filename = header_text(req, "X-Filename");
     meta.title = header_text(req, "X-Title");
+    meta.visibility = visibility(header_text(req, "X-Visibility").as_deref())?;
     service.admit_upload(caller, &meta).await?;
     let received = upload::receive(payload, service.media(), limits).await?;
     Ok(service.file_upload(caller, received, meta).await?)
@@ -198,7 +213,7 @@ pub async fn get_video(
     id: web::Path<String>,
 ) -> Result<web::Json<VideoResource>, ApiError> {
     let video = service.video(&caller, parse_id(&id)?).await?;
-    Ok(web::Json(VideoResource::new(&video)))
+    Ok(web::Json(VideoResource::new(&video, service.signer())))
 }
 
 /// Videos, newest first, cursor paginated; filtered by status and by a title search.
@@ -242,7 +257,11 @@ pub async fn list_videos(
         )
         .await?;
     Ok(web::Json(VideoPage {
-        items: page.items.iter().map(VideoResource::new).collect(),
+        items: page
+            .items
+            .iter()
+            .map(|video| VideoResource::new(video, service.signer()))
+            .collect(),
         next_cursor: page.next.map(|id| id.to_string()),
     }))
 }
@@ -325,10 +344,10 @@ pub async fn patch_video(
     let patch = body.map_err(|e| json_body_error(&e))?.into_inner();
     let changes = crate::store::VideoPatch {
         title: patch.title.as_deref().map(new_title).transpose()?.map(Some),
-        visibility: None,
+        visibility: patch.visibility,
     };
     let video = service.update(&caller, id, changes).await?;
-    Ok(web::Json(VideoResource::new(&video)))
+    Ok(web::Json(VideoResource::new(&video, service.signer())))
 }
 
 /// Delete a video: cancels its job (killing ffmpeg) and removes source and outputs.

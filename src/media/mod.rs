@@ -133,6 +133,18 @@ impl MediaRoot {
         self.remove_job_workdirs(id)
     }
 
+    /// Marks a published ladder private (or public again): the `.private` file in `hls/<id>/`
+    /// tells nginx (and reel) to serve it only with a signed link. Does nothing when the ladder
+    /// is not published yet (the publisher marks it from the committed row).
+    pub fn set_private(&self, id: VideoId, private: bool) -> Result<(), MediaError> {
+        mark_private(&self.hls_dir(id), private)
+    }
+
+    /// Whether a published ladder is private (its `.private` marker exists).
+    pub fn is_private(&self, id: VideoId) -> bool {
+        self.hls_dir(id).join(PRIVATE_MARKER).exists()
+    }
+
     /// Removes a video's published ladder (`hls/<id>`).
     pub fn remove_published(&self, id: VideoId) -> Result<(), MediaError> {
         remove_if_exists(&self.hls_dir(id), true)
@@ -204,6 +216,22 @@ impl MediaRoot {
             removed += 1;
         }
         Ok(removed)
+    }
+}
+
+/// The file inside a ladder folder that makes it private (a dot file: never served).
+pub const PRIVATE_MARKER: &str = ".private";
+
+/// Creates or removes the private marker of the ladder folder `dir` (if `dir` exists).
+pub fn mark_private(dir: &Path, private: bool) -> Result<(), MediaError> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let marker = dir.join(PRIVATE_MARKER);
+    if private {
+        std::fs::write(&marker, b"").map_err(MediaError::io(&marker))
+    } else {
+        remove_if_exists(&marker, false)
     }
 }
 

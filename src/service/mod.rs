@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use videos::{SourceFile, UploadMeta, VideoList};
 
-use crate::auth::Caller;
+use crate::auth::jwt::TokenError;
+use crate::auth::playback::PlaybackSigner;
+use crate::auth::{Auth, Caller};
 use crate::bus::{Bus, Node};
 use crate::config::Config;
 use crate::media::{MediaError, MediaRoot};
@@ -53,7 +55,21 @@ pub struct Service {
     bus: Arc<dyn Bus>,
     node: Arc<Node>,
     tools: Tools,
+    auth: Auth,
+    signer: Option<PlaybackSigner>,
     /// Cancelled when the server starts shutting down: uploads are refused from then on.
+    pub shutdown: CancellationToken,
+}
+
+/// The seams and settings a [`Service`] is made of.
+pub struct Parts {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub media: MediaRoot,
+    pub bus: Arc<dyn Bus>,
+    pub node: Arc<Node>,
+    pub tools: Tools,
+    pub auth: Auth,
     pub shutdown: CancellationToken,
 }
 
@@ -61,24 +77,34 @@ pub struct Service {
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
 
 impl Service {
-    pub fn new(
-        config: Arc<Config>,
-        store: Store,
-        media: MediaRoot,
-        bus: Arc<dyn Bus>,
-        node: Arc<Node>,
-        tools: Tools,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(parts: Parts) -> Self {
+        let signer = parts.config.playback_secret.as_deref().map(|secret| {
+            PlaybackSigner::new(
+                secret,
+                Duration::from_secs(parts.config.playback_url_ttl_secs),
+            )
+        });
         Self {
-            config,
-            store,
-            media,
-            bus,
-            node,
-            tools,
-            shutdown,
+            config: parts.config,
+            store: parts.store,
+            media: parts.media,
+            bus: parts.bus,
+            node: parts.node,
+            tools: parts.tools,
+            auth: parts.auth,
+            signer,
+            shutdown: parts.shutdown,
         }
+    }
+
+    /// The caller behind a request's bearer token (`None`: no token was given).
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Caller, TokenError> {
+        self.auth.authenticate(token)
+    }
+
+    /// Signs private videos' playback links; `None` when no `--playback-secret` is set.
+    pub fn signer(&self) -> Option<&PlaybackSigner> {
+        self.signer.as_ref()
     }
 
     /// This process's SSE hub.

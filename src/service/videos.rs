@@ -74,6 +74,7 @@ impl Service {
         if !caller.can_upload() {
             return Err(ServiceError::Forbidden);
         }
+        self.check_visibility(meta.visibility)?;
         if let Some(size) = meta.declared_size
             && size > self.config.max_upload_bytes
         {
@@ -164,16 +165,65 @@ impl Service {
         Ok(VideoList { items, next })
     }
 
-    /// Changes title or visibility.
+    /// Changes title or visibility (the owner or an admin). A visibility change is committed,
+    /// then the published ladder's private marker follows it.
     pub async fn update(&self, caller: &Caller, id: VideoId, patch: VideoPatch) -> Result<Video> {
-        self.visible(caller, id).await?;
-        if patch.is_empty() {
-            return self.visible(caller, id).await;
+        let video = self.visible(caller, id).await?;
+        if !caller.can_upload() {
+            return Err(ServiceError::Forbidden);
         }
-        self.store
+        if patch.is_empty() {
+            return Ok(video);
+        }
+        if let Some(visibility) = patch.visibility {
+            self.check_visibility(visibility)?;
+        }
+        let updated = self
+            .store
             .update_video(id, &patch)
             .await?
-            .ok_or(ServiceError::NotFound)
+            .ok_or(ServiceError::NotFound)?;
+        if updated.visibility != video.visibility {
+            self.media
+                .set_private(id, updated.visibility == Visibility::Private)?;
+        }
+        Ok(updated)
+    }
+
+    /// Private videos need signed playback links, hence a `--playback-secret`.
+    fn check_visibility(&self, visibility: Visibility) -> Result<()> {
+        if visibility == Visibility::Private && self.signer.is_none() {
+            return Err(ServiceError::Invalid {
+                code: "private_unavailable",
+                message: "This server cannot serve private videos: it has no --playback-secret."
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `/hls/<id>/…` may be served: public ladders always, private ones with a valid
+    /// signature. `Ok(Some(query))` for a private ladder: the query to append to the URIs of a
+    /// playlist served from it.
+    pub fn playback(
+        &self,
+        id: VideoId,
+        exp: Option<&str>,
+        sig: Option<&str>,
+    ) -> std::result::Result<Option<String>, crate::auth::playback::PlaybackError> {
+        if !self.media.is_private(id) {
+            return Ok(None);
+        }
+        let signer = self
+            .signer
+            .as_ref()
+            .ok_or(crate::auth::playback::PlaybackError::Unsigned)?;
+        signer.check(id, exp, sig)?;
+        Ok(Some(format!(
+            "exp={}&sig={}",
+            exp.unwrap_or_default(),
+            sig.unwrap_or_default()
+        )))
     }
 
     /// Deletes a video: removes its row (appending `deleted`), stops its job wherever it runs
@@ -181,6 +231,9 @@ impl Service {
     /// A failed database write changes nothing and removes nothing.
     pub async fn delete(&self, caller: &Caller, id: VideoId) -> Result<()> {
         self.visible(caller, id).await?;
+        if !caller.can_upload() {
+            return Err(ServiceError::Forbidden);
+        }
         let by = caller.user.clone().unwrap_or_else(|| "operator".into());
         let video = self
             .store

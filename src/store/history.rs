@@ -40,6 +40,12 @@ pub(super) async fn append(
     .bind(event.data.to_string())
     .execute(&mut **tx)
     .await?;
+    if store.dialect() == super::Dialect::Postgres {
+        // Delivered at commit: other processes' feed readers wake then.
+        sqlx::query("SELECT 1 AS sent FROM pg_notify('reel_history', '')")
+            .fetch_all(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -53,7 +59,7 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
         append(&mut tx, self, video, owner, event).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

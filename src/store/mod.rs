@@ -123,6 +123,9 @@ pub struct Store {
     /// SQL texts with the dialect's tokens replaced, made once per statement.
     statements: Arc<DashMap<&'static str, SqlStr>>,
     url: Arc<str>,
+    /// Woken after every commit that appended history (and, on PostgreSQL, by the bus when
+    /// another process did): change-feed readers wait on it.
+    feed_changed: Arc<tokio::sync::Notify>,
     /// The SQLite file and its identity at start: a file deleted or replaced under a running
     /// server is noticed instead of writing into a ghost.
     sqlite_file: Option<Arc<SqliteFile>>,
@@ -211,6 +214,7 @@ impl Store {
             dialect,
             statements: Arc::new(DashMap::new()),
             url: redact(url).into(),
+            feed_changed: Arc::new(tokio::sync::Notify::new()),
             sqlite_file,
         })
     }
@@ -299,6 +303,18 @@ impl Store {
         let made: SqlStr = sqlx::AssertSqlSafe(replaced).into_sql_str();
         self.statements.insert(text, made.clone());
         made
+    }
+
+    /// Change-feed readers wait on this; it is woken when history was appended.
+    pub fn feed_changed(&self) -> &Arc<tokio::sync::Notify> {
+        &self.feed_changed
+    }
+
+    /// Commits a writing transaction and wakes change-feed readers.
+    async fn commit(&self, tx: sqlx::Transaction<'static, sqlx::Any>) -> Result<()> {
+        tx.commit().await?;
+        self.feed_changed.notify_waiters();
+        Ok(())
     }
 
     /// Starts a writing transaction: `BEGIN IMMEDIATE` on SQLite (the write lock up front), and

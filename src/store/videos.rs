@@ -97,7 +97,7 @@ impl Store {
         )
         .await?;
         let video = self.video_in(&mut tx, new.id).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         video.ok_or_else(|| StoreError::Corrupt {
             id: new.id.to_string(),
             reason: "inserted row not found".into(),
@@ -178,7 +178,7 @@ impl Store {
         let event = NewEvent::new(HistoryKind::Updated, changes.into());
         append(&mut tx, self, id, Some(owner.as_str()), &event).await?;
         let video = self.video_in(&mut tx, id).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(video)
     }
 
@@ -204,7 +204,7 @@ impl Store {
         }
         let event = NewEvent::new(HistoryKind::Deleted, json!({ "by": by }));
         append(&mut tx, self, id, owner, &event).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Some(video))
     }
 
@@ -220,9 +220,10 @@ impl Store {
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    /// Every video id with a row, for reconciling the media volume against the database.
-    pub async fn all_ids(&self) -> Result<Vec<(VideoId, VideoStatus)>> {
-        let rows = sqlx::query("SELECT id, status FROM videos")
+    /// Every video with a row (id, status, visibility), for reconciling the media volume
+    /// against the database.
+    pub async fn all_ids(&self) -> Result<Vec<(VideoId, VideoStatus, Visibility)>> {
+        let rows = sqlx::query("SELECT id, status, visibility FROM videos")
             .fetch_all(&self.pool)
             .await?;
         Ok(rows
@@ -230,7 +231,12 @@ impl Store {
             .filter_map(|row| {
                 let id: String = sqlx::Row::try_get(row, "id").ok()?;
                 let status: String = sqlx::Row::try_get(row, "status").ok()?;
-                Some((id.parse().ok()?, status.parse().ok()?))
+                let visibility: String = sqlx::Row::try_get(row, "visibility").ok()?;
+                Some((
+                    id.parse().ok()?,
+                    status.parse().ok()?,
+                    Visibility::parse(&visibility),
+                ))
             })
             .collect())
     }

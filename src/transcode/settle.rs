@@ -126,7 +126,10 @@ impl Encoders {
                 return "requeued";
             }
         };
-        if let Err(failure) = self.media.publish(&encoded.ladder, id) {
+        let private = video.visibility == crate::domain::Visibility::Private;
+        let published = crate::media::mark_private(&encoded.ladder, private)
+            .and_then(|()| self.media.publish(&encoded.ladder, id));
+        if let Err(failure) = published {
             error!(error = %failure, "the ladder could not be published");
             let error = JobError {
                 code: "publish_failed".into(),
