@@ -105,8 +105,14 @@ pub fn source_colour(tags: &ColourTags, coded_height: u32, pix_fmt: Option<&str>
 }
 
 /// The filters (joined with `,`) that turn the source's pictures into BT.709 SDR limited range
-/// 8-bit 4:2:0; empty when the pictures already are BT.709 and only need scaling.
+/// 8-bit (4:2:0, or 4:4:4 for an odd picture size, which 4:2:0 cannot hold; each rung's scale
+/// makes it 4:2:0); empty when the pictures already are BT.709 and only need scaling.
 pub fn to_bt709(video: &VideoStream) -> String {
+    let out = if video.coded_width % 2 == 0 && video.coded_height % 2 == 0 {
+        "yuv420p"
+    } else {
+        "yuv444p"
+    };
     let source = source_colour(&video.colour, video.coded_height, video.pix_fmt.as_deref());
     let input = format!(
         "tin={}:pin={}:min={}:rin={}",
@@ -120,10 +126,10 @@ pub fn to_bt709(video: &VideoStream) -> String {
     match dynamic {
         Dynamic::Pq => format!(
             "zscale={input}:t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,\
-             tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p"
+             tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,format={out}"
         ),
         Dynamic::Hlg => {
-            format!("zscale={input}:t=bt709:p=bt709:m=bt709:r=tv:npl=203,format=yuv420p")
+            format!("zscale={input}:t=bt709:p=bt709:m=bt709:r=tv:npl=203,format={out}")
         }
         Dynamic::Sdr | Dynamic::WideGamut => {
             let already =
@@ -131,7 +137,7 @@ pub fn to_bt709(video: &VideoStream) -> String {
             if already {
                 String::new()
             } else {
-                format!("zscale={input}:t=bt709:p=bt709:m=bt709:r=tv,format=yuv420p")
+                format!("zscale={input}:t=bt709:p=bt709:m=bt709:r=tv,format={out}")
             }
         }
     }
@@ -177,5 +183,46 @@ mod tests {
         assert_eq!((ntsc.matrix, ntsc.range), ("smpte170m", "pc"));
         let odd = source_colour(&tags("weird", "", "made-up", ""), 1080, None);
         assert_eq!((odd.matrix, odd.transfer), ("bt709", "bt709"));
+    }
+
+    fn stream(width: u32, height: u32, colour: ColourTags) -> VideoStream {
+        VideoStream {
+            index: 0,
+            stream_index: 0,
+            codec: "h264".into(),
+            coded_width: width,
+            coded_height: height,
+            sample_aspect: None,
+            rotation: 0,
+            pix_fmt: Some("yuv420p".into()),
+            frame_rate: None,
+            field_order: crate::transcode::probe::FieldOrder::Progressive,
+            colour,
+            start: None,
+            declared_duration: None,
+        }
+    }
+
+    #[test]
+    fn bt709_sources_pass_untouched_and_the_rest_is_converted() {
+        let hd = tags("bt709", "bt709", "bt709", "tv");
+        assert_eq!(to_bt709(&stream(1920, 1080, hd)), "");
+        assert_eq!(to_bt709(&stream(1280, 720, ColourTags::default())), "");
+        let hlg = to_bt709(&stream(640, 360, tags("", "bt2020", "arib-std-b67", "")));
+        assert_eq!(
+            hlg,
+            "zscale=tin=arib-std-b67:pin=bt2020:min=bt2020nc:rin=tv:t=bt709:p=bt709:m=bt709:r=tv:npl=203,format=yuv420p"
+        );
+        let pq = to_bt709(&stream(
+            640,
+            360,
+            tags("bt2020nc", "bt2020", "smpte2084", ""),
+        ));
+        assert!(pq.contains("tin=smpte2084") && pq.contains("tonemap=tonemap=hable"));
+        let odd_sd = to_bt709(&stream(577, 323, ColourTags::default()));
+        assert!(
+            odd_sd.contains("min=smpte170m") && odd_sd.ends_with("format=yuv444p"),
+            "{odd_sd}"
+        );
     }
 }

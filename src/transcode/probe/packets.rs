@@ -50,15 +50,20 @@ pub(super) async fn describe(
         .map_err(|_| ProbeError::Timeout(timeout))?
         .map_err(spawn_error(ffprobe))?;
     if !output.status.success() {
+        // The last few lines: the cause usually precedes the final "Invalid data" line.
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let reason = stderr
+        let lines: Vec<&str> = stderr
             .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("ffprobe failed");
-        return Err(ProbeError::Unreadable(
-            reason.trim().chars().take(300).collect(),
-        ));
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let tail = lines[lines.len().saturating_sub(4)..].join(" | ");
+        let reason = if tail.is_empty() {
+            format!("ffprobe failed ({})", output.status)
+        } else {
+            tail.chars().take(600).collect()
+        };
+        return Err(ProbeError::Unreadable(reason));
     }
     Ok(output.stdout)
 }
