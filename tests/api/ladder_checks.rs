@@ -179,6 +179,8 @@ fn check(hls: &Path, source: &Path, expect: Expect) -> Vec<Rung> {
         other => panic!("not a master playlist: {other:?}"),
     };
     let mut rungs = Vec::new();
+    // Checked last, so that a wrong shape or timeline is what a failure reports first.
+    let mut tags = Vec::new();
     for variant in &master.variants {
         let label = format!("{} ({})", variant.uri, source.display());
         let average = variant.average_bandwidth.expect("AVERAGE-BANDWIDTH");
@@ -219,11 +221,6 @@ fn check(hls: &Path, source: &Path, expect: Expect) -> Vec<Rung> {
             (aspect / source_aspect - 1.0).abs() <= ASPECT_TOLERANCE,
             "{label}: displayed aspect {aspect:.4}, source {source_aspect:.4}"
         );
-        assert_eq!(video["codec_name"], "h264", "{label}");
-        assert_eq!(video["pix_fmt"], "yuv420p", "{label}");
-        for key in ["color_primaries", "color_transfer", "color_space"] {
-            assert_eq!(video[key], "bt709", "{label}: {key} in {video}");
-        }
         if let Some(audio) = &audio {
             assert_eq!(audio["codec_name"], "aac", "{label}");
             assert_eq!(audio["profile"], "LC", "{label}");
@@ -257,6 +254,7 @@ fn check(hls: &Path, source: &Path, expect: Expect) -> Vec<Rung> {
             (extinf_total - source_span).abs() <= 0.25 + frame,
             "{label}: EXTINF add up to {extinf_total:.3} s, the source spans {source_span:.3} s"
         );
+        tags.push((label, video.clone()));
         rungs.push(Rung {
             name: variant.uri.trim_end_matches("/index.m3u8").to_owned(),
             playlist: path,
@@ -275,6 +273,13 @@ fn check(hls: &Path, source: &Path, expect: Expect) -> Vec<Rung> {
             "{}: idet still finds {interlaced} interlaced frames against {progressive}",
             top.name
         );
+    }
+    for (label, video) in tags {
+        assert_eq!(video["codec_name"], "h264", "{label}");
+        assert_eq!(video["pix_fmt"], "yuv420p", "{label}");
+        for key in ["color_primaries", "color_transfer", "color_space"] {
+            assert_eq!(video[key], "bt709", "{label}: {key} in {video}");
+        }
     }
     rungs
 }
