@@ -108,7 +108,7 @@ pub fn source_colour(tags: &ColourTags, coded_height: u32, pix_fmt: Option<&str>
 /// 8-bit (4:2:0, or 4:4:4 for an odd picture size, which 4:2:0 cannot hold; each rung's scale
 /// makes it 4:2:0); empty when the pictures already are BT.709 and only need scaling.
 pub fn to_bt709(video: &VideoStream) -> String {
-    let out = if video.coded_width % 2 == 0 && video.coded_height % 2 == 0 {
+    let out = if video.coded_width.is_multiple_of(2) && video.coded_height.is_multiple_of(2) {
         "yuv420p"
     } else {
         "yuv444p"
