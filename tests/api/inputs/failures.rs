@@ -1,7 +1,7 @@
 //! Kinds 7 and 8 of issue 9 (and issue 8 item 5): files shorter than they say, playlists valid
 //! for any length, and failures told in plain words with the tool's text in the log only.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::fixtures::{self, hygiene};
 use crate::helpers::TestApp;
@@ -68,7 +68,7 @@ async fn playlists_are_valid_for_any_length() {
 }
 
 /// Words that only a tool or a server would write.
-fn assert_plain(message: &str, app: &TestApp, clip: &PathBuf) {
+fn assert_plain(message: &str, app: &TestApp, clip: &Path) {
     let lower = message.to_lowercase();
     let media = app.media.to_string_lossy();
     for raw in [

@@ -10,7 +10,9 @@ use crate::ladder_checks::{Expect, ready_ladder};
 #[tokio::test]
 async fn anamorphic_sources_are_planned_and_shown_at_their_displayed_aspect() {
     let app = TestApp::spawn(&["--encoders", "2"]);
-    let cases: [(PathBuf, &[(u64, u64)], (u64, u64)); 2] = [
+    // (clip, rung sizes, displayed source size)
+    type Case = (PathBuf, &'static [(u64, u64)], (u64, u64));
+    let cases: [Case; 2] = [
         // The 16:9 DVD: 720×576 coded, 1024×576 displayed; 852 (clamped) or 854 wide.
         (
             hygiene::dvd_16x9(),

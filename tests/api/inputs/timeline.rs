@@ -2,7 +2,7 @@
 //! The ladder checks hold audio and video to one span in every rung; these specs add what each
 //! shape promises on top.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::fixtures::hygiene;
 use crate::helpers::TestApp;
@@ -22,7 +22,7 @@ async fn ladders(clips: &[PathBuf]) -> (TestApp, Vec<(serde_json::Value, Vec<Run
     (app, out)
 }
 
-fn assert_lasts(clip: &PathBuf, video: &serde_json::Value, rungs: &[Rung], seconds: f64) {
+fn assert_lasts(clip: &Path, video: &serde_json::Value, rungs: &[Rung], seconds: f64) {
     let duration = video["source"]["duration"].as_f64().expect("duration");
     assert!(
         (duration - seconds).abs() < 0.3,
