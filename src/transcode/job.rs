@@ -303,6 +303,7 @@ impl Encoders {
             ffprobe: &self.settings.ffprobe,
             ffmpeg: &self.settings.ffmpeg,
             nice: self.settings.nice,
+            stall: self.settings.stall_timeout,
         }
     }
 

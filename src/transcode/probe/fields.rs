@@ -15,6 +15,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use tokio::io::AsyncReadExt;
+
 use super::{FieldOrder, Tools};
 
 pub const SAMPLE_FRAMES: u32 = 200;
@@ -97,18 +99,50 @@ pub(super) async fn detect(
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     crate::transcode::ffmpeg::prepare_child(&mut command, tools.nice);
-    let mut command = tokio::process::Command::from(command);
-    command.kill_on_drop(true);
-    match tokio::time::timeout(timeout, command.output()).await {
-        Ok(Ok(output)) => Votes::parse(&String::from_utf8_lossy(&output.stderr))
-            .map_or(FieldOrder::Unknown, Votes::decide),
-        Ok(Err(error)) => {
+    let mut child = match tokio::process::Command::from(command).spawn() {
+        Ok(child) => child,
+        Err(error) => {
             tracing::warn!(%error, "interlace detection could not run");
-            FieldOrder::Unknown
+            return FieldOrder::Unknown;
         }
+    };
+    let stderr = child.stderr.take();
+    let mut reaper = Reaper(Some(child));
+    let read = async {
+        let mut log = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = stderr.read_to_string(&mut log).await;
+        }
+        if let Some(mut child) = reaper.0.take() {
+            let _ = child.wait().await;
+        }
+        log
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(log) => Votes::parse(&log).map_or(FieldOrder::Unknown, Votes::decide),
         Err(_) => {
             tracing::warn!("interlace detection took longer than {timeout:?}");
             FieldOrder::Unknown
+        }
+    }
+}
+
+/// Kills and reaps the sampling ffmpeg when the probe is dropped (a delete or a timeout): a
+/// canceled job leaves no ffmpeg behind, not even for an instant after its delete answers.
+struct Reaper(Option<tokio::process::Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Some(child) = self.0.as_mut() else {
+            return;
+        };
+        let _ = child.start_kill();
+        // SIGKILL ends a process at once; the wait is for the kernel to report it.
+        for _ in 0..500 {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }

@@ -236,12 +236,15 @@ pub enum ProbeError {
     Limit(String),
 }
 
-/// The programs a probe runs, and how nice the decoding one is.
+/// The programs a probe runs, how nice the decoding one is, and how long it may go without
+/// finishing (its job is a sample: a wedged decoder must not hold the job for the probe's
+/// whole timeout).
 #[derive(Debug, Clone, Copy)]
 pub struct Tools<'a> {
     pub ffprobe: &'a Path,
     pub ffmpeg: &'a Path,
     pub nice: i32,
+    pub stall: Duration,
 }
 
 /// Probes `path`: streams, measured timeline, interlace. Each tool run has `timeout`, and
@@ -260,7 +263,8 @@ pub async fn probe(
     let ends = packets::ends(tools.ffprobe, path, &probe, &streams, timeout).await?;
     measure(&mut probe, &ends)?;
     if !probe.video.field_order.is_interlaced() {
-        let detected = fields::detect(tools, path, probe.video.index, timeout).await;
+        let sample_timeout = timeout.min(tools.stall);
+        let detected = fields::detect(tools, path, probe.video.index, sample_timeout).await;
         if detected.is_interlaced() {
             tracing::info!(?detected, "interlaced pictures without an interlace flag");
         }
