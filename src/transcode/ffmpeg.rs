@@ -114,9 +114,11 @@ pub fn ladder_args(plan: &EncodePlan) -> Vec<OsString> {
     args
 }
 
-/// ffmpeg arguments for a poster frame picked from a short window well inside the video.
-pub fn poster_args(plan: &EncodePlan, duration: f64, output: &Path) -> Vec<OsString> {
-    let at = if duration > 2.0 { duration * 0.3 } else { 0.0 };
+/// ffmpeg arguments for a poster frame picked from a short window well inside the video's own
+/// pictures (not the padded span: 20 s of audio over 2 s of video has its pictures at the start).
+pub fn poster_args(plan: &EncodePlan, output: &Path) -> Vec<OsString> {
+    let (start, length) = plan.pictures;
+    let at = start + if length > 2.0 { length * 0.3 } else { 0.0 };
     let top = plan.rungs.last();
     let (width, height) = top.map_or((640, 360), |r| (r.width, r.height));
     let filters = filters::poster_filters(plan, width, height);
@@ -383,6 +385,7 @@ mod tests {
             audio_kbps: 128,
             offset: 0.0,
             duration: 3.0,
+            pictures: (0.0, 3.0),
             segment_seconds: 4,
             preset: "veryfast".into(),
         }
@@ -420,6 +423,17 @@ mod tests {
         assert!(args.contains("-var_stream_map v:0,name:240p v:1,name:360p"));
         assert!(!args.contains("[a0]"));
         assert!(!args.contains("-c:a"));
+    }
+
+    #[test]
+    fn the_poster_comes_from_the_pictures_not_the_padded_span() {
+        let mut short_video = plan(true);
+        (short_video.duration, short_video.pictures) = (20.0, (0.0, 2.0));
+        let args = joined(&poster_args(&short_video, Path::new("p.jpg")));
+        assert!(args.starts_with("-y -ss 0.000 -i"), "{args}");
+        short_video.pictures = (1.5, 10.0);
+        let args = joined(&poster_args(&short_video, Path::new("p.jpg")));
+        assert!(args.starts_with("-y -ss 4.500 -i"), "{args}");
     }
 
     #[test]

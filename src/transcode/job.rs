@@ -230,7 +230,7 @@ impl Encoders {
         // The poster comes from its own short ffmpeg, run alongside the ladder so it adds no
         // wall time to the job; a missing poster does not fail the job.
         let poster = ladder_dir.join("poster.jpg");
-        let poster_args = ffmpeg::poster_args(&plan, probed.duration, &poster);
+        let poster_args = ffmpeg::poster_args(&plan, &poster);
         let poster_run = ffmpeg::run(
             &self.settings.ffmpeg,
             &poster_args,

@@ -5,7 +5,8 @@
 //! - every rung's displayed aspect (width × SAR / height, rotation applied) within 1.5 % of the
 //!   source's displayed aspect;
 //! - every rung H.264 4:2:0 8-bit tagged BT.709; audio AAC-LC at 44.1 or 48 kHz, ≤ 2 channels;
-//! - in every rung, audio starts within 0.15 s of the video and ends within 0.25 s of it;
+//! - in every rung, audio starts within 0.15 s of the video and ends within 0.25 s of it, and
+//!   neither has a hole (0.1 s without a packet);
 //! - total EXTINF matches the decoded video and the source's span (earliest start to latest end
 //!   of video and real audio);
 //! - TARGETDURATION ≥ 1 and ≥ every rounded EXTINF; AVERAGE-BANDWIDTH ≤ BANDWIDTH;
@@ -24,6 +25,8 @@ use crate::helpers::{TestApp, ffprobe};
 pub const ASPECT_TOLERANCE: f64 = 0.015;
 pub const AUDIO_START_TOLERANCE: f64 = 0.15;
 pub const AUDIO_END_TOLERANCE: f64 = 0.25;
+/// The longest stretch of a rung's audio or video that no packet may leave uncovered, seconds.
+pub const HOLE_TOLERANCE: f64 = 0.1;
 
 /// What the checks need to know beyond the files.
 #[derive(Debug, Clone, Copy, Default)]
@@ -80,6 +83,18 @@ pub fn displayed_aspect(stream: &Value) -> f64 {
 
 /// Per stream index: (first timestamp, last timestamp + duration), from every packet.
 pub fn packet_extents(path: &Path) -> HashMap<u64, (f64, f64)> {
+    packet_times(path)
+        .into_iter()
+        .map(|(index, times)| {
+            let start = times.iter().map(|t| t.0).fold(f64::INFINITY, f64::min);
+            let end = times.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max);
+            (index, (start, end))
+        })
+        .collect()
+}
+
+/// Per stream index: every packet's (start, end), in presentation order.
+pub fn packet_times(path: &Path) -> HashMap<u64, Vec<(f64, f64)>> {
     let packets = ffprobe(
         path,
         &[
@@ -87,18 +102,32 @@ pub fn packet_extents(path: &Path) -> HashMap<u64, (f64, f64)> {
             "packet=stream_index,pts_time,dts_time,duration_time",
         ],
     );
-    let mut extents: HashMap<u64, (f64, f64)> = HashMap::new();
+    let mut times: HashMap<u64, Vec<(f64, f64)>> = HashMap::new();
     for packet in packets["packets"].as_array().into_iter().flatten() {
         let index = packet["stream_index"].as_u64().expect("stream_index");
         let Some(at) = text(&packet["pts_time"]).or_else(|| text(&packet["dts_time"])) else {
             continue;
         };
         let end = at + text(&packet["duration_time"]).unwrap_or(0.0);
-        let entry = extents.entry(index).or_insert((at, end));
-        entry.0 = entry.0.min(at);
-        entry.1 = entry.1.max(end);
+        times.entry(index).or_default().push((at, end));
     }
-    extents
+    for list in times.values_mut() {
+        list.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    times
+}
+
+/// The longest stretch, seconds, that no packet of a stream covers between its first and last.
+pub fn largest_hole(times: &[(f64, f64)]) -> f64 {
+    let mut covered = f64::NEG_INFINITY;
+    let mut hole = 0.0f64;
+    for (start, end) in times {
+        if covered > f64::NEG_INFINITY {
+            hole = hole.max(start - covered);
+        }
+        covered = covered.max(*end);
+    }
+    hole
 }
 
 /// The source's displayed aspect and span (seconds), read with ffprobe alone.
@@ -230,9 +259,18 @@ fn check(hls: &Path, source: &Path, expect: Expect) -> Vec<Rung> {
             assert!((1..=2).contains(&channels), "{label}: {channels} channels");
         }
 
+        let times = packet_times(&path);
         let extents = packet_extents(&path);
         let index = |s: &Value| s["index"].as_u64().expect("index");
         let (video_start, video_end) = extents[&index(&video)];
+        for stream in std::iter::once(&video).chain(audio.as_ref()) {
+            let hole = largest_hole(&times[&index(stream)]);
+            assert!(
+                hole <= HOLE_TOLERANCE,
+                "{label}: a {hole:.3} s hole in the {}",
+                stream["codec_type"]
+            );
+        }
         if let Some(audio) = &audio {
             let (audio_start, audio_end) = extents[&index(audio)];
             assert!(

@@ -136,6 +136,7 @@ mod tests {
             audio_kbps: 128,
             offset: 0.0,
             duration: 6.0,
+            pictures: (0.0, 6.0),
             segment_seconds: 4,
             preset: "veryfast".into(),
         }

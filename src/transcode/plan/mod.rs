@@ -33,6 +33,8 @@ pub struct EncodePlan {
     pub offset: f64,
     /// Seconds the output lasts: every rung, video and audio.
     pub duration: f64,
+    /// Where the source's own pictures are: (seconds from ffmpeg's zero, seconds long).
+    pub pictures: (f64, f64),
     pub segment_seconds: u32,
     pub preset: String,
 }
@@ -91,6 +93,10 @@ pub fn build(probe: &Probe, settings: &Settings, source: PathBuf, out_dir: PathB
         audio_kbps: settings.audio_kbps,
         offset: (span.start - probe.start).max(0.0),
         duration: probe.duration,
+        pictures: (
+            (probe.timeline.video.start - probe.start).max(0.0),
+            probe.timeline.video.end - probe.timeline.video.start,
+        ),
         segment_seconds: settings.segment_seconds,
         preset: settings.preset.clone(),
     }

@@ -66,8 +66,13 @@ async fn audio_shorter_than_the_video_or_with_holes_is_padded_with_silence() {
 #[tokio::test]
 async fn audio_longer_than_the_video_holds_the_last_picture() {
     let clips = [hygiene::long_audio()];
-    let (_app, ladders) = ladders(&clips).await;
+    let (app, ladders) = ladders(&clips).await;
     assert_lasts(&clips[0], &ladders[0].0, &ladders[0].1, 20.0);
+    let id = ladders[0].0["id"].as_str().expect("id");
+    assert!(
+        app.media.join("hls").join(id).join("poster.jpg").exists(),
+        "a poster from the 2 s of pictures, not from past their end"
+    );
     for rung in &ladders[0].1 {
         let playlist = std::fs::read_to_string(&rung.playlist).expect("playlist");
         let segments = playlist.matches("#EXTINF:").count();
