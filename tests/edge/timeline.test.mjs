@@ -1,9 +1,11 @@
 // Issue 9, the timeline kinds, as a viewer meets them: hls.js (the page's copy) in the real
 // headless Chromium plays each ladder, served by nginx, past the point where it used to stall.
 //
-// Stall points before the fix: audio starting 2 s late stalled at 4 s; 3 s of audio under
-// 12 s of video at 3 s; an audio track with no samples never started; 20 s of audio over 2 s
-// of video put the whole audio into the last 2 s segment.
+// Before the fix, with hls.js 1.7 and Debian's Chromium: 3 s of audio under 12 s of video
+// stalled at 2.9 s (bufferStalledError); an audio track with no samples never started; a WebM
+// without a declared length never became ready. Audio starting 2 s late and 20 s of audio over
+// 2 s of video played here even then (the issue saw a stall at 4 s for the first; the ladder
+// checks of the API specs catch both).
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -46,6 +48,12 @@ const CLIPS = [
     name: 'empty-audio.mp4', passes: 3, lasts: 5,
     args: [...L, 'testsrc2=size=320x240', ...L, 'sine', '-filter_complex', '[1:a]atrim=end=0.0001[a]',
       '-map', '0:v', '-map', '[a]', '-t', '5', ...CODECS],
+  },
+  {
+    // Length unknown: MediaRecorder-style WebM (the job used to fail "may be truncated").
+    name: 'recorded.webm', passes: 3.5, lasts: 5,
+    args: [...L, 'testsrc2=size=320x240:rate=30', ...L, 'sine=sample_rate=48000', '-t', '5', '-c:v', 'libvpx',
+      '-b:v', '1M', '-deadline', 'realtime', '-c:a', 'libopus', '-live', '1', '-f', 'webm'],
   },
   {
     name: 'long-audio.mp4', passes: 8, lasts: 20,
