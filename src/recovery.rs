@@ -4,8 +4,9 @@
 //! Every multi-step operation is ordered so that one side can be repaired from the other:
 //! an upload writes its source, then its row (a crash between leaves a source without a row:
 //! removed); a delete removes the row, then its files (files without a row: removed); a job
-//! commits `ready`, then renames its ladder (a `ready` row without a ladder: the finished
-//! ladder still in `tmp/` is published, or the job is queued again).
+//! renames its ladder into place inside its `ready` transaction (a crash before the commit
+//! leaves a ladder for a job that is requeued and redone from scratch). A `ready` row whose
+//! ladder went missing anyway is queued again; a row waiting without its source fails.
 
 use std::time::Duration;
 
@@ -22,7 +23,6 @@ const FOREIGN_GRACE: Duration = Duration::from_secs(15 * 60);
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
     pub requeued_interrupted: usize,
-    pub published: usize,
     pub requeued_unpublished: usize,
     pub failed_without_source: usize,
     pub orphans_removed: usize,
@@ -55,14 +55,9 @@ pub async fn reconcile(
         }
         match status {
             VideoStatus::Ready if !media.hls_dir(id).join("master.m3u8").is_file() => {
-                match media.unpublished_ladder(id) {
-                    Some(ladder) if media.publish(&ladder, id).is_ok() => report.published += 1,
-                    _ => {
-                        let reason = "the published ladder was missing";
-                        if store.repair(id, Repair::Requeue { reason }).await? {
-                            report.requeued_unpublished += 1;
-                        }
-                    }
+                let reason = "the published ladder was missing";
+                if store.repair(id, Repair::Requeue { reason }).await? {
+                    report.requeued_unpublished += 1;
                 }
             }
             VideoStatus::Queued | VideoStatus::Processing

@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(probe) = reel::transcode::probe::parse(data) {
         let (width, height) = probe.video.display_size();
         assert!(width > 0 && height > 0);
-        assert!(probe.duration > 0.0 && probe.duration.is_finite());
+        assert!(probe.duration >= 0.0 && probe.duration.is_finite());
         assert!(probe.video.rotation % 90 == 0 && probe.video.rotation < 360);
         let ladder = reel::transcode::ladder::parse_ladder("1080:5000,720:2800,480:1400,360:800,240:400")
             .expect("default ladder");

@@ -127,6 +127,14 @@ impl MediaRoot {
         Ok(target)
     }
 
+    /// Takes a published ladder back to `ladder` (undoing [`MediaRoot::publish`] whose commit
+    /// failed).
+    pub fn unpublish(&self, id: VideoId, ladder: &Path) -> Result<(), MediaError> {
+        std::fs::rename(self.hls_dir(id), ladder).map_err(MediaError::io(ladder))?;
+        sync_dir(&self.hls_root());
+        Ok(())
+    }
+
     /// Removes a video's ladder, published or in progress, keeping its source.
     pub fn remove_video_outputs(&self, id: VideoId) -> Result<(), MediaError> {
         self.remove_published(id)?;
@@ -155,18 +163,6 @@ impl MediaRoot {
         let prefix = format!("job-{id}-");
         self.remove_tmp_where(|name| name.starts_with(&prefix))?;
         Ok(())
-    }
-
-    /// A finished ladder left in a job's work folder (`tmp/job-<id>-*/ladder` with its master
-    /// playlist), if any: what a crash between commit and rename leaves behind.
-    pub fn unpublished_ladder(&self, id: VideoId) -> Option<PathBuf> {
-        let prefix = format!("job-{id}-");
-        std::fs::read_dir(self.tmp_dir())
-            .ok()?
-            .flatten()
-            .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
-            .map(|entry| entry.path().join("ladder"))
-            .find(|ladder| ladder.join("master.m3u8").is_file())
     }
 
     /// Ids that have a source file or a published ladder, with the age of the newest of them.

@@ -39,13 +39,32 @@ pub enum Outcome<'a> {
         renditions: &'a [Rendition],
         encode_seconds: f64,
     },
-    /// The input or the encode is broken: no retry. Also undoes a `ready` of the same lease
-    /// whose ladder could not be published.
+    /// The input or the encode is broken: no retry.
     Failed(&'a JobError),
     /// A passing fault of the job: back to the queue after `delay`, one attempt counted.
     Retry { delay: Duration, reason: &'a str },
     /// Not the job's fault (shutdown): back to the queue now, no attempt counted.
     Release { reason: &'a str },
+}
+
+/// A job's end written but not committed yet (see [`Store::begin_finish`]).
+pub struct Finishing {
+    store: Store,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    video: Video,
+}
+
+impl Finishing {
+    /// The video as it will be once committed.
+    pub fn video(&self) -> &Video {
+        &self.video
+    }
+
+    /// Commits; the video as committed.
+    pub async fn commit(self) -> Result<Video> {
+        self.store.commit(self.tx).await?;
+        Ok(self.video)
+    }
 }
 
 /// The queue as workers see it: depth and every queued video's position.
@@ -194,6 +213,21 @@ impl Store {
     /// the lease is no longer held: the job was deleted or another worker claimed it, and this
     /// worker must publish nothing.
     pub async fn finish(&self, lease: &Lease, outcome: Outcome<'_>) -> Result<Option<Video>> {
+        match self.begin_finish(lease, outcome).await? {
+            Some(finishing) => finishing.commit().await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Like [`Store::finish`], but leaves the transaction open (holding the row, and on SQLite
+    /// the write lock) so the caller can do one quick step that readers must never see apart
+    /// from the new state, like renaming the ladder into place, before [`Finishing::commit`].
+    /// Dropping the [`Finishing`] rolls back. `None` when the lease is no longer held.
+    pub async fn begin_finish(
+        &self,
+        lease: &Lease,
+        outcome: Outcome<'_>,
+    ) -> Result<Option<Finishing>> {
         let mut tx = self.begin_write().await?;
         let (statement, event) = match &outcome {
             Outcome::Ready {
@@ -219,8 +253,7 @@ impl Store {
                 sqlx::query(self.sql(
                     "UPDATE videos SET status = 'failed', step = 'done', error_code = $1, \
                          error_message = $2, lease_until = NULL, worker = NULL, updated_at = {now} \
-                     WHERE id = $3 AND lease_token = $4 AND status IN ('processing', 'ready') \
-                     RETURNING owner",
+                     WHERE id = $3 AND lease_token = $4 AND status = 'processing' RETURNING owner",
                 ))
                 .bind(error.code.clone())
                 .bind(error.message.clone()),
@@ -271,9 +304,17 @@ impl Store {
             )
             .await?;
         }
-        let video = self.video_in(&mut tx, lease.video).await?;
-        self.commit(tx).await?;
-        Ok(video)
+        let video = self.video_in(&mut tx, lease.video).await?.ok_or_else(|| {
+            super::StoreError::Corrupt {
+                id: lease.video.to_string(),
+                reason: "finished row not found".into(),
+            }
+        })?;
+        Ok(Some(Finishing {
+            store: self.clone(),
+            tx,
+            video,
+        }))
     }
 
     /// Single node only: returns every `processing` job to the queue (whatever ran them died

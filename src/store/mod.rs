@@ -31,7 +31,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, SqlStr};
 
 pub use history::{ChangeScope, HistoryPage};
-pub use jobs::{Claim, Lease, Outcome, QueueSnapshot, Repair};
+pub use jobs::{Claim, Finishing, Lease, Outcome, QueueSnapshot, Repair};
 pub use videos::{VideoPatch, VideoQuery};
 
 /// Which database engine a store runs on.

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ffmpeg_sidecar::command::FfmpegCommand;
@@ -11,72 +11,14 @@ use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::ladder::PlannedRung;
-use super::probe::{Dynamic, Probe, Rational};
-
-/// Everything needed to write the ladder of one source.
-#[derive(Debug, Clone)]
-pub struct EncodePlan {
-    pub source: PathBuf,
-    pub out_dir: PathBuf,
-    pub rungs: Vec<PlannedRung>,
-    pub frame_rate: Rational,
-    pub video_index: usize,
-    pub audio_index: Option<usize>,
-    pub audio_kbps: u32,
-    pub dynamic: Dynamic,
-    pub segment_seconds: u32,
-    pub preset: String,
-}
-
-/// Output frame rate: the source's own, capped at 60, 30 when unknown.
-pub fn output_frame_rate(probe: &Probe) -> Rational {
-    match probe.video.frame_rate {
-        Some(rate) if rate.as_f64() <= 60.5 && rate.as_f64() >= 1.0 => rate,
-        Some(rate) if rate.as_f64() > 60.5 => Rational { num: 60, den: 1 },
-        _ => Rational { num: 30, den: 1 },
-    }
-}
-
-/// Filters applied once, before the split: constant frame rate, then HDR to SDR.
-fn shared_filters(plan: &EncodePlan) -> String {
-    let mut chain = format!("fps={}", plan.frame_rate);
-    let tone_map = |transfer: &str| {
-        format!(
-            ",zscale=tin={transfer}:pin=bt2020:min=bt2020nc:t=linear:npl=100,format=gbrpf32le,\
-             zscale=p=bt709,tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p"
-        )
-    };
-    match plan.dynamic {
-        Dynamic::Sdr => {}
-        Dynamic::Pq => chain.push_str(&tone_map("smpte2084")),
-        Dynamic::Hlg => chain.push_str(&tone_map("arib-std-b67")),
-        Dynamic::WideGamut => chain.push_str(
-            ",zscale=pin=bt2020:min=bt2020nc:p=bt709:m=bt709:t=bt709:r=tv,format=yuv420p",
-        ),
-    }
-    chain
-}
+use super::plan::filters;
+pub use super::plan::{EncodePlan, output_frame_rate};
 
 /// ffmpeg arguments that decode once and encode every rung as fMP4 HLS with aligned keyframes.
 pub fn ladder_args(plan: &EncodePlan) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    let n = plan.rungs.len();
-    let mut graph = format!(
-        "[0:v:{}]{},split={n}",
-        plan.video_index,
-        shared_filters(plan)
-    );
-    for i in 0..n {
-        graph.push_str(&format!("[s{i}]"));
-    }
-    for (i, rung) in plan.rungs.iter().enumerate() {
-        graph.push_str(&format!(
-            ";[s{i}]scale={}:{}:flags=bicubic,setsar=1,format=yuv420p[v{i}]",
-            rung.width, rung.height
-        ));
-    }
+    let graph = filters::ladder_graph(plan);
     let gop = (plan.frame_rate.as_f64() * f64::from(plan.segment_seconds))
         .round()
         .max(1.0) as u32;
@@ -97,12 +39,11 @@ pub fn ladder_args(plan: &EncodePlan) -> Vec<OsString> {
             &format!("-bufsize:v:{i}"),
             &format!("{}k", kbps * 3 / 2),
         ]);
-        match plan.audio_index {
-            Some(audio) => {
-                push(&["-map", &format!("0:a:{audio}")]);
-                stream_map.push(format!("v:{i},a:{i},name:{}", rung.name));
-            }
-            None => stream_map.push(format!("v:{i},name:{}", rung.name)),
+        if plan.audio.is_some() {
+            push(&["-map", &format!("[a{i}]")]);
+            stream_map.push(format!("v:{i},a:{i},name:{}", rung.name));
+        } else {
+            stream_map.push(format!("v:{i},name:{}", rung.name));
         }
     }
     let segment = plan.segment_seconds.to_string();
@@ -124,24 +65,26 @@ pub fn ladder_args(plan: &EncodePlan) -> Vec<OsString> {
         "-force_key_frames",
         &format!("expr:gte(t,n_forced*{segment})"),
     ]);
-    if plan.dynamic != Dynamic::Sdr {
-        push(&[
-            "-color_primaries",
-            "bt709",
-            "-color_trc",
-            "bt709",
-            "-colorspace",
-            "bt709",
-        ]);
-    }
-    if plan.audio_index.is_some() {
+    // Every rung is BT.709 limited range, and says so (ITU-R BT.709-6).
+    push(&[
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+        "-colorspace",
+        "bt709",
+        "-color_range",
+        "tv",
+    ]);
+    if plan.audio.is_some() {
+        // The sample rate and channels come from the graph (see `plan::filters`).
         push(&[
             "-c:a",
             "aac",
+            "-profile:a",
+            "aac_low",
             "-b:a",
             &format!("{}k", plan.audio_kbps),
-            "-ac",
-            "2",
         ]);
     }
     push(&[
@@ -171,15 +114,14 @@ pub fn ladder_args(plan: &EncodePlan) -> Vec<OsString> {
     args
 }
 
-/// ffmpeg arguments for a poster frame picked from a short window well inside the video.
-pub fn poster_args(plan: &EncodePlan, duration: f64, output: &Path) -> Vec<OsString> {
-    let at = if duration > 2.0 { duration * 0.3 } else { 0.0 };
+/// ffmpeg arguments for a poster frame picked from a short window well inside the video's own
+/// pictures (not the padded span: 20 s of audio over 2 s of video has its pictures at the start).
+pub fn poster_args(plan: &EncodePlan, output: &Path) -> Vec<OsString> {
+    let (start, length) = plan.pictures;
+    let at = start + if length > 2.0 { length * 0.3 } else { 0.0 };
     let top = plan.rungs.last();
     let (width, height) = top.map_or((640, 360), |r| (r.width, r.height));
-    let filters = format!(
-        "{},thumbnail=12,scale={width}:{height},setsar=1,format=yuvj420p",
-        shared_filters(plan)
-    );
+    let filters = filters::poster_filters(plan, width, height);
     let mut args: Vec<OsString> = ["-y", "-ss", &format!("{at:.3}")]
         .iter()
         .map(OsString::from)
@@ -391,7 +333,7 @@ pub async fn run(
 
 /// Lowers ffmpeg's CPU priority below the server's, and has the kernel kill it if reel dies
 /// (a crashed server must not leave an orphan encoder writing into `tmp/`).
-fn prepare_child(command: &mut std::process::Command, nice: i32) {
+pub(crate) fn prepare_child(command: &mut std::process::Command, nice: i32) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe system
     // calls (`prctl`, `nice`), allocating nothing.
@@ -410,33 +352,40 @@ fn prepare_child(command: &mut std::process::Command, nice: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transcode::ladder::PlannedRung;
+    use crate::transcode::plan::AudioPlan;
+    use crate::transcode::probe::{FieldOrder, Rational};
 
-    fn plan(audio: bool, dynamic: Dynamic) -> EncodePlan {
+    fn plan(audio: bool) -> EncodePlan {
         EncodePlan {
             source: "/m/sources/x".into(),
             out_dir: "/m/tmp/job/ladder".into(),
-            rungs: vec![
-                PlannedRung {
-                    name: "240p".into(),
-                    width: 426,
-                    height: 240,
-                    video_kbps: 400,
-                },
-                PlannedRung {
-                    name: "360p".into(),
-                    width: 640,
-                    height: 360,
-                    video_kbps: 800,
-                },
-            ],
+            rungs: ["240p", "360p"]
+                .iter()
+                .zip([(426, 240, 400), (640, 360, 800)])
+                .map(|(name, (width, height, video_kbps))| PlannedRung {
+                    name: (*name).into(),
+                    width,
+                    height,
+                    video_kbps,
+                })
+                .collect(),
             frame_rate: Rational {
                 num: 30000,
                 den: 1001,
             },
             video_index: 0,
-            audio_index: audio.then_some(0),
+            field_order: FieldOrder::Progressive,
+            colour: String::new(),
+            audio: audio.then_some(AudioPlan {
+                index: 0,
+                sample_rate: 48_000,
+                channels: 2,
+            }),
             audio_kbps: 128,
-            dynamic,
+            offset: 0.0,
+            duration: 3.0,
+            pictures: (0.0, 3.0),
             segment_seconds: 4,
             preset: "veryfast".into(),
         }
@@ -451,36 +400,51 @@ mod tests {
 
     #[test]
     fn one_process_decodes_once_and_aligns_keyframes() {
-        let args = joined(&ladder_args(&plan(true, Dynamic::Sdr)));
-        assert!(
-            args.contains("[0:v:0]fps=30000/1001,split=2[s0][s1]"),
-            "{args}"
-        );
-        assert!(args.contains("[s1]scale=640:360:flags=bicubic,setsar=1,format=yuv420p[v1]"));
+        let args = joined(&ladder_args(&plan(true)));
+        assert!(args.contains("split=2[s0][s1]"), "{args}");
         assert!(
             args.contains("-g 120 -keyint_min 120 -sc_threshold 0"),
             "{args}"
         );
         assert!(args.contains("expr:gte(t,n_forced*4)"));
+        assert!(
+            args.contains("-bufsize:v:0 600k -map [a0] -map [v1]"),
+            "{args}"
+        );
         assert!(args.contains("-var_stream_map v:0,a:0,name:240p v:1,a:1,name:360p"));
         assert!(args.contains("-pix_fmt yuv420p"));
+        assert!(args.contains("-c:a aac -profile:a aac_low -b:a 128k"));
         assert_eq!(args.matches(" -i ").count(), 1);
     }
 
     #[test]
     fn a_silent_source_gets_video_only_rungs() {
-        let args = joined(&ladder_args(&plan(false, Dynamic::Sdr)));
+        let args = joined(&ladder_args(&plan(false)));
         assert!(args.contains("-var_stream_map v:0,name:240p v:1,name:360p"));
-        assert!(!args.contains("0:a:"));
+        assert!(!args.contains("[a0]"));
         assert!(!args.contains("-c:a"));
     }
 
     #[test]
-    fn hdr_is_tone_mapped_to_bt709() {
-        let args = joined(&ladder_args(&plan(true, Dynamic::Pq)));
-        assert!(args.contains("zscale=tin=smpte2084"));
-        assert!(args.contains("tonemap=tonemap=hable"));
-        assert!(args.contains("-color_trc bt709"));
+    fn the_poster_comes_from_the_pictures_not_the_padded_span() {
+        let mut short_video = plan(true);
+        (short_video.duration, short_video.pictures) = (20.0, (0.0, 2.0));
+        let args = joined(&poster_args(&short_video, Path::new("p.jpg")));
+        assert!(args.starts_with("-y -ss 0.000 -i"), "{args}");
+        short_video.pictures = (1.5, 10.0);
+        let args = joined(&poster_args(&short_video, Path::new("p.jpg")));
+        assert!(args.starts_with("-y -ss 4.500 -i"), "{args}");
+    }
+
+    #[test]
+    fn every_rung_is_tagged_bt709() {
+        let args = joined(&ladder_args(&plan(true)));
+        assert!(
+            args.contains(
+                "-color_primaries bt709 -color_trc bt709 -colorspace bt709 -color_range tv"
+            ),
+            "{args}"
+        );
     }
 
     #[test]

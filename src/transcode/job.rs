@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::ffmpeg::{self, EncodePlan, FfmpegError, RunLimits};
 use super::playlist::{self, PlaylistError, WrittenRung};
 use super::probe::{self, Probe, ProbeError};
-use super::{Encoders, ladder};
+use super::{Encoders, plan};
 use crate::domain::Video;
 use crate::domain::{JobError, Rendition, SourceInfo, Step, VideoId, VideoStatus};
 use crate::media::MediaError;
@@ -57,27 +57,41 @@ pub(super) fn fatal(code: &str, message: impl Into<String>) -> JobFailure {
     })
 }
 
+/// Plain words for a creator; the tool's own text goes to the log (the job span carries the
+/// video id), never into the public message.
 impl From<ProbeError> for JobFailure {
     fn from(error: ProbeError) -> Self {
-        match &error {
+        if !matches!(error, ProbeError::Limit(_)) {
+            warn!(%error, "the source could not be probed");
+        }
+        match error {
             ProbeError::Spawn { .. } => JobFailure::Retryable(error.to_string()),
             ProbeError::Timeout(_) => fatal(
                 "probe_timeout",
-                format!("Reading the file took too long: {error}."),
+                "Reading the file took too long; it may be damaged.",
             ),
             ProbeError::NoVideo => fatal(
                 "no_video_stream",
                 "The file has no video stream (is it audio only?).",
             ),
             ProbeError::NoSize => fatal("no_video_size", "The video stream has no picture size."),
-            ProbeError::NoDuration => fatal(
-                "unknown_duration",
-                "The file's duration is unknown: it may be truncated.",
-            ),
-            ProbeError::Unreadable(reason) => fatal(
+            ProbeError::NoPictures => fatal(
                 "unreadable_source",
-                format!("The file could not be read as a video ({reason})."),
+                "The file has a video stream but no pictures in it.",
             ),
+            ProbeError::Truncated { declared, found } => fatal(
+                "truncated_source",
+                format!(
+                    "The file is incomplete: it says it lasts {declared:.1} s, but only the \
+                     first {found:.1} s are in it. Upload the complete file again."
+                ),
+            ),
+            ProbeError::Unreadable(_) => fatal(
+                "unreadable_source",
+                "The file could not be read as a video: it is damaged, incomplete, or in a \
+                 format this server does not read.",
+            ),
+            ProbeError::Limit(reason) => fatal("input_too_large", reason),
         }
     }
 }
@@ -103,9 +117,10 @@ impl From<MediaError> for JobFailure {
 
 impl From<PlaylistError> for JobFailure {
     fn from(error: PlaylistError) -> Self {
+        warn!(%error, "the encoded ladder cannot be published");
         fatal(
             "publish_failed",
-            format!("The encoded ladder is incomplete: {error}."),
+            "The encoded video could not be published; please try again.",
         )
     }
 }
@@ -134,7 +149,7 @@ impl Encoders {
 
         let source_path = self.media.source_path(id);
         let probed = tokio::select! {
-            probed = probe::probe(&self.settings.ffprobe, &source_path, PROBE_TIMEOUT) => probed?,
+            probed = probe::probe(self.tools(), &self.settings.limits, &source_path, PROBE_TIMEOUT) => probed?,
             () = cancel.cancelled() => return Err(JobFailure::Canceled),
         };
         let source = source_info(&probed, video.source_size);
@@ -169,7 +184,7 @@ impl Encoders {
         // The poster comes from its own short ffmpeg, run alongside the ladder so it adds no
         // wall time to the job; a missing poster does not fail the job.
         let poster = ladder_dir.join("poster.jpg");
-        let poster_args = ffmpeg::poster_args(&plan, probed.duration, &poster);
+        let poster_args = ffmpeg::poster_args(&plan, &poster);
         let poster_run = ffmpeg::run(
             &self.settings.ffmpeg,
             &poster_args,
@@ -247,18 +262,15 @@ impl Encoders {
     }
 
     fn plan(&self, probed: &Probe, source: PathBuf, out_dir: PathBuf) -> EncodePlan {
-        let (width, height) = probed.video.display_size();
-        EncodePlan {
-            source,
-            out_dir,
-            rungs: ladder::plan(width, height, &self.settings.ladder),
-            frame_rate: ffmpeg::output_frame_rate(probed),
-            video_index: probed.video.index,
-            audio_index: probed.audio.as_ref().map(|a| a.index),
-            audio_kbps: self.settings.audio_kbps,
-            dynamic: probed.video.dynamic,
-            segment_seconds: self.settings.segment_seconds,
-            preset: self.settings.preset.clone(),
+        plan::build(probed, &self.settings, source, out_dir)
+    }
+
+    fn tools(&self) -> probe::Tools<'_> {
+        probe::Tools {
+            ffprobe: &self.settings.ffprobe,
+            ffmpeg: &self.settings.ffmpeg,
+            nice: self.settings.nice,
+            stall: self.settings.stall_timeout,
         }
     }
 
@@ -345,24 +357,21 @@ impl Encoders {
                 ),
             )),
             Err(FfmpegError::Failed { status, log }) => {
+                warn!(%status, %log, "ffmpeg failed");
                 if self.ran_out_of_space(&log) {
                     return Err(full_disk());
                 }
                 if status.contains("signal: 9") {
                     return Err(fatal(
                         "encode_killed",
-                        "ffmpeg was killed by the system, most likely for lack of memory; \
-                         try fewer encoders or a smaller ladder.",
+                        "Encoding was stopped by the server, most likely for lack of memory; \
+                         the operator can run fewer encoders or a smaller ladder.",
                     ));
                 }
-                let reason = if log.is_empty() {
-                    status
-                } else {
-                    log.chars().take(400).collect()
-                };
                 Err(fatal(
                     "encode_failed",
-                    format!("The video could not be decoded or encoded: {reason}"),
+                    "The video could not be decoded: the file is damaged or uses a format \
+                     this server cannot process.",
                 ))
             }
         }
@@ -410,7 +419,7 @@ fn source_info(probed: &Probe, size: u64) -> SourceInfo {
 
 /// Measures every rung and writes the master playlist (blocking file I/O).
 fn write_ladder(plan: &EncodePlan) -> Result<Vec<WrittenRung>, JobFailure> {
-    let has_audio = plan.audio_index.is_some();
+    let has_audio = plan.audio.is_some();
     let written = plan
         .rungs
         .iter()

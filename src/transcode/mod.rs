@@ -7,6 +7,7 @@
 
 pub mod ffmpeg;
 pub mod ladder;
+pub mod plan;
 pub mod playlist;
 pub mod probe;
 pub mod tools;

@@ -54,15 +54,29 @@ pub fn inspect_rung(
     let invalid = || PlaylistError::Invalid {
         path: playlist_path.clone(),
     };
-    let playlist = match m3u8_rs::parse_playlist_res(&read(&playlist_path)?) {
+    let text = read(&playlist_path)?;
+    let playlist = match m3u8_rs::parse_playlist_res(&text) {
         Ok(Playlist::MediaPlaylist(playlist)) => playlist,
         _ => return Err(invalid()),
     };
     if playlist.segments.is_empty() || !playlist.end_list {
         return Err(invalid());
     }
+    let durations: Vec<f64> = playlist
+        .segments
+        .iter()
+        .map(|s| f64::from(s.duration))
+        .collect();
+    let target = target_duration(&durations);
+    if playlist.target_duration != target {
+        let fixed = with_target_duration(&String::from_utf8_lossy(&text), target);
+        std::fs::write(&playlist_path, fixed).map_err(|source| PlaylistError::Write {
+            path: playlist_path.clone(),
+            source,
+        })?;
+    }
     let mut init_uri = None;
-    let (mut peak, mut total_bits, mut total_duration) = (0.0f64, 0.0f64, 0.0f64);
+    let mut sizes = Vec::with_capacity(playlist.segments.len());
     for segment in &playlist.segments {
         if let Some(map) = &segment.map {
             init_uri = Some(map.uri.clone());
@@ -71,13 +85,12 @@ pub fn inspect_rung(
         let bytes = std::fs::metadata(&path)
             .map_err(|source| PlaylistError::Read { path, source })?
             .len();
-        let bits = bytes as f64 * 8.0;
-        let duration = f64::from(segment.duration);
-        total_bits += bits;
-        total_duration += duration;
-        // Very short tail segments overstate the rate; count them at a full second at least.
-        peak = peak.max(bits / duration.max(1.0));
+        sizes.push(bytes);
     }
+    let total_bits = sizes.iter().sum::<u64>() as f64 * 8.0;
+    let total_duration: f64 = durations.iter().sum();
+    let average = (total_bits / total_duration.max(0.001)).ceil() as u64;
+    let peak = peak_bit_rate(&sizes, &durations, target).max(average);
     let init_uri = init_uri.ok_or_else(invalid)?;
     let init = read(&dir.join(&init_uri))?;
     let video = avc_codec(&init).ok_or_else(|| PlaylistError::NoVideoConfig {
@@ -89,12 +102,65 @@ pub fn inspect_rung(
     };
     Ok(WrittenRung {
         rung: rung.clone(),
-        peak_bps: peak.ceil() as u64,
-        average_bps: (total_bits / total_duration.max(0.001)).ceil() as u64,
+        peak_bps: peak,
+        average_bps: average,
         codecs,
         segments: playlist.segments.len(),
         duration: total_duration,
     })
+}
+
+/// `EXT-X-TARGETDURATION`: every EXTINF rounded to the nearest integer must not exceed it
+/// (RFC 8216 section 4.3.3.1); at least 1, since a 0 is refused by players.
+pub fn target_duration(durations: &[f64]) -> u64 {
+    durations
+        .iter()
+        .map(|d| d.round().max(0.0) as u64)
+        .max()
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The playlist text with its `#EXT-X-TARGETDURATION` set to `target`.
+fn with_target_duration(text: &str, target: u64) -> String {
+    text.lines()
+        .map(|line| {
+            if line.starts_with("#EXT-X-TARGETDURATION:") {
+                format!("#EXT-X-TARGETDURATION:{target}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Peak segment bit rate, bits/s: the largest rate of any run of contiguous segments lasting
+/// between 0.5 and 1.5 times the target duration (RFC 8216 section 4.3.4.2); the rate of the
+/// whole playlist when no run fits (a source shorter than half a target duration).
+/// `sizes` are bytes, `durations` seconds, one per segment.
+pub fn peak_bit_rate(sizes: &[u64], durations: &[f64], target: u64) -> u64 {
+    let target = target as f64;
+    let mut peak = 0.0f64;
+    for start in 0..sizes.len() {
+        let (mut bits, mut seconds) = (0.0, 0.0);
+        for (size, duration) in sizes[start..].iter().zip(&durations[start..]) {
+            bits += *size as f64 * 8.0;
+            seconds += duration;
+            if seconds > 1.5 * target {
+                break;
+            }
+            if seconds >= 0.5 * target && seconds > 0.0 {
+                peak = peak.max(bits / seconds);
+            }
+        }
+    }
+    if peak == 0.0 {
+        let bits = sizes.iter().sum::<u64>() as f64 * 8.0;
+        peak = bits / durations.iter().sum::<f64>().max(0.001);
+    }
+    peak.ceil() as u64
 }
 
 /// Finds a box by its four-character type and returns its payload (after the 8-byte header).
@@ -221,6 +287,31 @@ mod tests {
         assert_eq!(aac_codec(&init).as_deref(), Some("mp4a.40.2"));
         assert_eq!(avc_codec(b"nothing here"), None);
         assert_eq!(aac_codec(&boxed(b"esds", &[0, 0, 0, 0, 0x03])), None);
+    }
+
+    #[test]
+    fn target_duration_is_at_least_one_and_covers_every_rounded_extinf() {
+        assert_eq!(target_duration(&[0.167]), 1);
+        assert_eq!(target_duration(&[4.0, 4.0, 1.5]), 4);
+        assert_eq!(target_duration(&[4.0, 4.6]), 5);
+        assert_eq!(target_duration(&[]), 1);
+        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:0\n#EXTINF:0.167,\nseg.m4s\n#EXT-X-ENDLIST\n";
+        assert!(
+            with_target_duration(text, 1).contains("\n#EXT-X-TARGETDURATION:1\n#EXTINF:0.167,")
+        );
+    }
+
+    #[test]
+    fn peak_is_over_runs_near_the_target_duration_and_never_below_the_average() {
+        // A short last segment alone does not set the peak: runs last half a target at least.
+        let sizes = [100_000, 100_000, 50_000];
+        assert_eq!(peak_bit_rate(&sizes, &[1.0, 1.0, 0.1], 1), 1_090_910);
+        // One 0.167 s segment: shorter than any run, so the whole playlist's rate.
+        assert_eq!(peak_bit_rate(&[10_000], &[0.167], 1), 479_042);
+        assert_eq!(
+            peak_bit_rate(&[500_000, 100_000], &[4.0, 4.0], 4),
+            1_000_000
+        );
     }
 
     #[test]

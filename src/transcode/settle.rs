@@ -1,10 +1,12 @@
-//! How a job's end is recorded: the outcome is committed first (fenced by the lease), and only
-//! the worker whose commit succeeded touches the published ladder.
+//! How a job's end is recorded, fenced by the lease: only the worker that holds it changes the
+//! row or touches the published ladder.
 //!
-//! Publishing a ready ladder is "commit, then rename": the `ready` row is written under the
-//! lease, then the work folder is renamed to `hls/<id>` in one step. A worker that lost its
-//! lease cannot commit, so it can never publish over the attempt that replaced it. A crash
-//! between the two steps is finished on the next start (see `media::reconcile`).
+//! Publishing a ready ladder happens inside the `ready` transaction: the row is changed under
+//! the lease (which holds it), the work folder is renamed to `hls/<id>`, then the change
+//! commits. A worker that lost its lease matches no row, so it can never publish over the
+//! attempt that replaced it, and readers never see `ready` without the ladder. A crash after the
+//! rename and before the commit leaves a ladder for a `processing` row: the next attempt
+//! removes it before it starts.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,10 +16,19 @@ use tracing::{error, warn};
 
 use super::Encoders;
 use super::job::{Encoded, JobFailure, retry_delay};
-use crate::domain::Video;
-use crate::domain::{JobError, VideoStatus};
+use crate::domain::{JobError, Video, VideoStatus, Visibility};
+use crate::media::MediaError;
 use crate::progress::JobEvent;
 use crate::store::{Lease, Outcome, StoreError};
+
+/// Why publishing a finished ladder did not happen.
+#[derive(Debug, thiserror::Error)]
+enum PublishFailure {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+}
 
 /// How long a finished job keeps trying to record its outcome while the database is away (the
 /// encoded ladder is kept meanwhile; the lease fence keeps a late commit safe).
@@ -99,53 +110,83 @@ impl Encoders {
         }
     }
 
-    /// Commits `ready`, then renames the ladder into place and tells subscribers.
+    /// Publishes the ladder together with the `ready` commit, then tells subscribers. The
+    /// database is retried with patience while it is away; the ladder is kept meanwhile.
     async fn publish(&self, lease: Lease, encoded: Encoded) -> &'static str {
-        let id = lease.video;
         let ready = Outcome::Ready {
             renditions: &encoded.renditions,
             encode_seconds: encoded.encode_seconds,
         };
-        let committed = patiently(|| self.store.finish(&lease, ready.clone())).await;
-        let video = match committed {
-            Ok(Some(video)) => video,
-            // Deleted meanwhile, or another worker holds the job: publish nothing.
-            Ok(None) => return "canceled",
-            Err(error) => {
-                warn!(%error, "cannot record the finished job; retrying it later");
-                let _ = self
-                    .store
-                    .finish(
-                        &lease,
-                        Outcome::Retry {
-                            delay: Duration::from_secs(5),
-                            reason: "The database could not record the result.",
-                        },
-                    )
-                    .await;
-                return "requeued";
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match self.publish_once(lease, &encoded, ready.clone()).await {
+                Ok(Some(video)) => {
+                    self.bus
+                        .publish(lease.video, JobEvent::Ready(Arc::new(video)));
+                    return "ready";
+                }
+                // Deleted meanwhile, or another worker holds the job: publish nothing.
+                Ok(None) => return "canceled",
+                Err(PublishFailure::Media(failure)) => {
+                    error!(error = %failure, "the ladder could not be published");
+                    let error = JobError {
+                        code: "publish_failed".into(),
+                        message: "The encoded video could not be stored on the server.".into(),
+                    };
+                    self.fail(lease, &error).await;
+                    return "failed";
+                }
+                Err(PublishFailure::Store(error))
+                    if error.is_transient() && started.elapsed() < RECORD_PATIENCE =>
+                {
+                    warn!(%error, retry_in = ?delay, "cannot record the finished job yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                Err(PublishFailure::Store(error)) => {
+                    warn!(%error, "cannot record the finished job; it will be encoded again");
+                    let retry = Outcome::Retry {
+                        delay: Duration::from_secs(5),
+                        reason: "The database could not record the result.",
+                    };
+                    let _ = self.store.finish(&lease, retry).await;
+                    return "requeued";
+                }
             }
-        };
-        let private = video.visibility == crate::domain::Visibility::Private;
-        let published = crate::media::mark_private(&encoded.ladder, private)
-            .and_then(|()| self.media.publish(&encoded.ladder, id));
-        if let Err(failure) = published {
-            error!(error = %failure, "the ladder could not be published");
-            let error = JobError {
-                code: "publish_failed".into(),
-                message: "The encoded video could not be stored on the server.".into(),
-            };
-            self.fail(lease, &error).await;
-            return "failed";
         }
-        self.bus.publish(id, JobEvent::Ready(Arc::new(video)));
-        "ready"
+    }
+
+    /// One try: the row is changed to `ready` and, before that change commits, the ladder is
+    /// renamed into `hls/<id>`, so readers see the two together. A ladder renamed under a
+    /// commit that then failed is moved back, so the next try (or the job's next attempt)
+    /// starts from the same state.
+    async fn publish_once(
+        &self,
+        lease: Lease,
+        encoded: &Encoded,
+        ready: Outcome<'_>,
+    ) -> Result<Option<Video>, PublishFailure> {
+        let Some(finishing) = self.store.begin_finish(&lease, ready).await? else {
+            return Ok(None);
+        };
+        let private = finishing.video().visibility == Visibility::Private;
+        crate::media::mark_private(&encoded.ladder, private)
+            .and_then(|()| self.media.publish(&encoded.ladder, lease.video))?;
+        match finishing.commit().await {
+            Ok(video) => Ok(Some(video)),
+            Err(error) => {
+                if let Err(undo) = self.media.unpublish(lease.video, &encoded.ladder) {
+                    warn!(error = %undo, "cannot take back a ladder whose commit failed");
+                }
+                Err(PublishFailure::Store(error))
+            }
+        }
     }
 
     async fn fail(&self, lease: Lease, error: &JobError) {
         match patiently(|| self.store.finish(&lease, Outcome::Failed(error))).await {
             Ok(Some(video)) => {
-                let _ = self.media.remove_published(lease.video);
                 self.bus
                     .publish(lease.video, JobEvent::Failed(Arc::new(video)));
             }

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Filters the ladder, poster and colour conversion use.
-pub const REQUIRED_FILTERS: [&str; 8] = [
+/// Filters the ladder, poster, deinterlacing, timeline and colour handling use (see
+/// `transcode::plan`).
+pub const REQUIRED_FILTERS: [&str; 18] = [
     "split",
     "scale",
     "setsar",
@@ -14,6 +15,16 @@ pub const REQUIRED_FILTERS: [&str; 8] = [
     "zscale",
     "tonemap",
     "thumbnail",
+    "bwdif",
+    "idet",
+    "setpts",
+    "tpad",
+    "trim",
+    "asetpts",
+    "aresample",
+    "apad",
+    "atrim",
+    "asplit",
 ];
 /// Encoders the ladder and poster use.
 pub const REQUIRED_ENCODERS: [&str; 3] = ["libx264", "aac", "mjpeg"];

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use crate::fixtures::{self, dir, make};
-use crate::helpers::TestApp;
+use crate::helpers::{DEADLINE, TestApp};
+use crate::ladder_checks::{Expect, assert_ladder};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Expected {
@@ -295,20 +296,29 @@ async fn every_bad_or_odd_input_gets_its_expected_outcome() {
             }
             _ => {
                 assert_eq!(status, 202, "{label}: {body}");
-                queued.push((label, body["id"].as_str().expect("id").to_owned(), expected));
+                let id = body["id"].as_str().expect("id").to_owned();
+                queued.push((label, id, path, expected));
             }
         }
     }
-    for (label, id, expected) in queued {
+    let started = std::time::Instant::now();
+    for (label, id, path, expected) in queued {
         let video = loop {
             let video = app.video(&id).await;
             if ["ready", "failed"].contains(&video["status"].as_str().unwrap_or("")) {
                 break video;
             }
+            assert!(
+                started.elapsed() < DEADLINE * 3,
+                "{label}: never ready or failed: {video}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         };
         match expected {
-            Expected::Ready => assert_eq!(video["status"], "ready", "{label}: {video}"),
+            Expected::Ready => {
+                assert_eq!(video["status"], "ready", "{label}: {video}");
+                assert_ladder(&app, &id, path, Expect::default()).await;
+            }
             Expected::Failed(code) => {
                 assert_eq!(
                     (video["status"].as_str(), video["error"]["code"].as_str()),

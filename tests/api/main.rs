@@ -7,6 +7,7 @@ mod faults;
 mod fixtures;
 mod helpers;
 mod inputs;
+mod ladder_checks;
 mod library;
 mod lifecycle;
 mod pipeline;

@@ -1,23 +1,32 @@
 //! Odd and hostile inputs: each gets a correct ladder, a clear 4xx, or a failed job with a reason.
+//! Every ready ladder here passes [`crate::ladder_checks`].
+//!
+//! Issue 9's kinds, one module each: [`shape`] (non-square pixels, interlacing), [`timeline`]
+//! (audio and video timelines, unknown length), [`colour`], [`audio`], [`failures`] (files
+//! shorter than they say, any length, failures in plain words).
+
+mod audio;
+mod colour;
+mod failures;
+mod shape;
+mod timeline;
 
 use std::path::Path;
 
 use crate::fixtures;
 use crate::helpers::{TestApp, ffprobe};
+use crate::ladder_checks::{Expect, assert_ladder};
 
-async fn ready_renditions(app: &TestApp, clip: &Path) -> (String, Vec<serde_json::Value>) {
+pub(crate) async fn ready_renditions(
+    app: &TestApp,
+    clip: &Path,
+) -> (String, Vec<serde_json::Value>) {
     let id = app.upload_id(clip).await;
     let video = app.wait_for(&id, "ready").await;
+    assert_ladder(app, &id, clip, Expect::default()).await;
     (
         id,
         video["renditions"].as_array().expect("renditions").clone(),
-    )
-}
-
-fn size(rendition: &serde_json::Value) -> (u64, u64) {
-    (
-        rendition["width"].as_u64().expect("width"),
-        rendition["height"].as_u64().expect("height"),
     )
 }
 
@@ -57,9 +66,10 @@ async fn a_source_without_audio_gets_video_only_renditions() {
 async fn odd_sizes_are_scaled_to_even() {
     let app = TestApp::spawn(&[]);
     let (_, renditions) = ready_renditions(&app, &fixtures::odd_size()).await;
+    // Coded 577×323 with pixels of 26369:26333 (ffmpeg's scale left them so): displayed 578×323.
     assert_eq!(
         renditions.iter().map(size).collect::<Vec<_>>(),
-        [(428, 240)]
+        [(430, 240)]
     );
 }
 
@@ -112,6 +122,13 @@ async fn hdr_input_is_tone_mapped_to_bt709() {
     assert_eq!(stream["pix_fmt"], "yuv420p");
     assert_eq!(stream["color_transfer"], "bt709", "{stream}");
     assert_eq!(stream["color_primaries"], "bt709");
+}
+
+pub(crate) fn size(rendition: &serde_json::Value) -> (u64, u64) {
+    (
+        rendition["width"].as_u64().expect("width"),
+        rendition["height"].as_u64().expect("height"),
+    )
 }
 
 #[tokio::test]
