@@ -144,6 +144,32 @@ fn ladder_process(id: &str) -> Option<(u32, u32)> {
     })
 }
 
+/// Subscribes to a video's events on `app` and returns the task reading the stream to its end,
+/// once the subscription stands (its snapshot arrived).
+async fn follow(app: &TestApp, id: &str) -> tokio::task::JoinHandle<String> {
+    use futures_util::StreamExt;
+    let response = reqwest::get(app.url(&format!("/api/v1/videos/{id}/events")))
+        .await
+        .expect("events");
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("event: snapshot") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("a snapshot within 10 s")
+            .expect("stream open")
+            .expect("bytes");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    tokio::spawn(async move {
+        while let Some(Ok(chunk)) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+    })
+}
+
 fn history_kinds(history: &Value) -> Vec<String> {
     history["items"]
         .as_array()
@@ -389,17 +415,7 @@ async fn progress_and_cancel_cross_api_nodes_and_event_ids_are_global() {
     );
 
     // DELETE on A while B listens: B gets `canceled`, ffmpeg stops, files go.
-    let listener = {
-        let (base, id) = (b.base.clone(), id.clone());
-        tokio::spawn(async move {
-            reqwest::get(format!("{base}/api/v1/videos/{id}/events"))
-                .await
-                .expect("events")
-                .text()
-                .await
-                .expect("stream ends")
-        })
-    };
+    let listener = follow(&b, &id).await;
     wait_until("the ladder ffmpeg", Duration::from_secs(30), async || {
         ladder_process(&id).is_some()
     })
@@ -530,18 +546,7 @@ async fn postgres_going_away_mid_encode_gets_503s_and_the_job_still_ends_ready()
         ladder_process(&id).is_some()
     })
     .await;
-    let follower = {
-        let (base, id) = (app.base.clone(), id.clone());
-        tokio::spawn(async move {
-            reqwest::get(format!("{base}/api/v1/videos/{id}/events"))
-                .await
-                .expect("events")
-                .text()
-                .await
-                .expect("stream ends")
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let follower = follow(&app, &id).await;
 
     pg.ctl("stop");
     assert!(
