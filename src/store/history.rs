@@ -53,7 +53,7 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
         append(&mut tx, self, video, owner, event).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

@@ -112,7 +112,7 @@ impl Store {
         );
         append(&mut tx, self, video_id, Some(owner.as_str()), &event).await?;
         let video = self.video_in(&mut tx, video_id).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(video.map(|video| Claim {
             recovered: video.interruptions > 0 && token > 1,
             lease: Lease {
@@ -186,7 +186,7 @@ impl Store {
         let event = NewEvent::bare(HistoryKind::Playable);
         append(&mut tx, self, lease.video, Some(owner.as_str()), &event).await?;
         let video = self.video_in(&mut tx, lease.video).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(video)
     }
 
@@ -272,7 +272,7 @@ impl Store {
             .await?;
         }
         let video = self.video_in(&mut tx, lease.video).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(video)
     }
 
@@ -307,7 +307,7 @@ impl Store {
             .await?;
             ids.push(id);
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(ids)
     }
 
@@ -389,7 +389,7 @@ impl Store {
         };
         let owner: String = sqlx::Row::try_get(&row, "owner")?;
         append(&mut tx, self, id, Some(owner.as_str()), &event).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(true)
     }
 }

@@ -21,6 +21,7 @@ mod history;
 mod jobs;
 mod rows;
 mod videos;
+mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use sqlx::{AnyPool, Executor, SqlStr};
 pub use history::{ChangeScope, HistoryPage};
 pub use jobs::{Claim, Lease, Outcome, QueueSnapshot, Repair};
 pub use videos::{VideoPatch, VideoQuery};
+pub use webhooks::{DeadLetter, Delivery, Failed, NewWebhook, Target, Webhook, WebhookLease};
 
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +128,9 @@ pub struct Store {
     /// The SQLite file and its identity at start: a file deleted or replaced under a running
     /// server is noticed instead of writing into a ghost.
     sqlite_file: Option<Arc<SqliteFile>>,
+    /// Bumped after every commit that appended history, so readers of the feed in this process
+    /// (webhook delivery) wake at once instead of at their next poll.
+    appended: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 #[derive(Debug)]
@@ -212,6 +217,7 @@ impl Store {
             statements: Arc::new(DashMap::new()),
             url: redact(url).into(),
             sqlite_file,
+            appended: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -315,6 +321,21 @@ impl Store {
                 Ok(tx)
             }
         }
+    }
+}
+
+impl Store {
+    /// Changes after every commit of this process that appended history (other processes'
+    /// appends are seen by polling).
+    pub fn appends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// Commits a transaction that appended history, then wakes this process's feed readers.
+    async fn commit(&self, tx: sqlx::Transaction<'static, sqlx::Any>) -> Result<()> {
+        tx.commit().await?;
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
     }
 }
 

@@ -97,7 +97,7 @@ impl Store {
         )
         .await?;
         let video = self.video_in(&mut tx, new.id).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         video.ok_or_else(|| StoreError::Corrupt {
             id: new.id.to_string(),
             reason: "inserted row not found".into(),
@@ -178,7 +178,7 @@ impl Store {
         let event = NewEvent::new(HistoryKind::Updated, changes.into());
         append(&mut tx, self, id, Some(owner.as_str()), &event).await?;
         let video = self.video_in(&mut tx, id).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(video)
     }
 
@@ -204,7 +204,7 @@ impl Store {
         }
         let event = NewEvent::new(HistoryKind::Deleted, json!({ "by": by }));
         append(&mut tx, self, id, owner, &event).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Some(video))
     }
 
