@@ -149,3 +149,6 @@ mod tests {
         assert_eq!(message_id(42), "evt_42");
     }
 }
+
+#[cfg(test)]
+mod delivery_tests;

@@ -12,3 +12,4 @@ mod lifecycle;
 mod pipeline;
 mod scale;
 mod upload;
+mod webhooks;
