@@ -157,7 +157,7 @@ impl Application {
         let server = http_server(service.clone(), role, http_workers, listener)
             .map_err(|source| StartupError::Bind { addr, source })?;
         let mut background = background_tasks(&store, &media, &node, shared);
-        if role == Role::Serve {
+        if role == Role::Serve && config.webhook_delivery {
             let settings = feed::webhooks::Settings::from_config(&config);
             let delivery = feed::webhooks::spawn(store.clone(), settings, shared, shutdown.clone());
             background.push(delivery.map_err(StartupError::Webhooks)?);

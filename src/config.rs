@@ -178,6 +178,11 @@ pub struct Config {
     #[arg(long, env = "REEL_HTTP_WORKERS")]
     pub http_workers: Option<NonZeroUsize>,
 
+    /// Run webhook delivery in this `reel serve` process (off: it still serves the webhook API;
+    /// other processes on the same PostgreSQL database deliver).
+    #[arg(long, env = "REEL_WEBHOOK_DELIVERY", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = true, num_args = 0..=1, default_missing_value = "true")]
+    pub webhook_delivery: bool,
+
     /// Let webhooks reach private, loopback and link-local addresses (tests, closed networks).
     #[arg(long, env = "REEL_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub webhook_allow_private: bool,
@@ -369,6 +374,7 @@ impl Config {
             embed_frame_ancestors: FrameAncestors::default(),
             accel_redirect: false,
             http_workers: None,
+            webhook_delivery: true,
             webhook_allow_private: false,
             webhook_max_attempts: 8,
             webhook_backoff_base_ms: 2000,

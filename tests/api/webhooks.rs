@@ -580,3 +580,18 @@ async fn two_api_nodes_never_send_one_endpoints_events_at_the_same_time() {
         "one call at a time: {calls:?}"
     );
 }
+
+#[tokio::test]
+async fn a_process_started_without_delivery_serves_the_api_but_calls_nobody() {
+    let receiver = Receiver::start();
+    let app = TestApp::spawn(&["--webhook-allow-private", "--webhook-delivery", "false"]);
+    let created = endpoint(&app, &receiver, "/hook", json!(null)).await;
+    let video = app.upload_id(&fixtures::tiny()).await;
+    app.wait_for(&video, "ready").await;
+    // A delivering process sends `video.uploaded` within milliseconds of the commit; by the
+    // time the encode is done, nothing has been sent and the cursor has not moved.
+    assert!(receiver.calls("/hook", "received").is_empty());
+    let state = webhook(&app, created["id"].as_str().expect("id")).await;
+    assert_eq!(state["delivery"]["cursor"], created["delivery"]["cursor"]);
+    assert!(state["delivery"]["last_attempt_at"].is_null());
+}
