@@ -3,10 +3,12 @@
 //!
 //! - [`webhooks`]: the delivery task (leases per endpoint, retries, dead letters).
 //! - [`breaker`]: the circuit breaker and back-off, pure.
+//! - [`client`]: one signed call.
 //! - [`signing`]: `whsec_` secrets and `webhook-signature` values.
 //! - [`destination`]: which URLs may be called (no private addresses), also at connect time.
 
 pub mod breaker;
+pub mod client;
 pub mod destination;
 pub mod signing;
 pub mod webhooks;

@@ -29,15 +29,12 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::breaker::{Circuit, Policy};
-use super::destination::{self, DestinationError, GuardedResolver};
-use super::signing::Secret;
-use super::{EventType, message_id, payload};
+use super::client::{CallResult, Client};
+use super::{EventType, payload};
 use crate::config::Config;
 use crate::store::{ChangeScope, Failed, Store, StoreError, Target, Webhook, WebhookLease};
 use crate::telemetry;
 
-/// How long one call may take, connecting included.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// An endpoint's delivery lease: longer than a call, renewed before each one.
 pub const LEASE: Duration = Duration::from_secs(20);
 /// How often the database is asked which endpoints have work.
@@ -77,7 +74,7 @@ impl Settings {
 struct Deliverer {
     store: Store,
     settings: Settings,
-    client: reqwest::Client,
+    client: Client,
     /// This process, as a lease holder.
     holder: String,
     permits: Arc<Semaphore>,
@@ -98,37 +95,6 @@ struct Item {
     attempts: u32,
 }
 
-/// How one call ended; its `outcome` label in `/metrics` is [`CallResult::label`].
-enum CallResult {
-    Delivered(u16),
-    /// An answer that is not 2xx (3xx included: redirects are not followed).
-    Rejected(u16),
-    Timeout,
-    Unreachable(String),
-    /// The destination is, or now resolves to, a private address.
-    Refused(String),
-}
-
-impl CallResult {
-    fn label(&self) -> &'static str {
-        match self {
-            Self::Delivered(_) => "delivered",
-            Self::Rejected(_) => "rejected",
-            Self::Timeout => "timeout",
-            Self::Unreachable(_) => "unreachable",
-            Self::Refused(_) => "refused",
-        }
-    }
-
-    fn error(&self) -> String {
-        match self {
-            Self::Delivered(status) | Self::Rejected(status) => format!("HTTP {status}"),
-            Self::Timeout => format!("no answer within {} s", CALL_TIMEOUT.as_secs()),
-            Self::Unreachable(why) | Self::Refused(why) => why.clone(),
-        }
-    }
-}
-
 /// Starts the delivery task of this process. On a single node (`shared` false) every delivery
 /// lease left by a previous process is released first: that process is gone.
 ///
@@ -139,18 +105,7 @@ pub fn spawn(
     shared: bool,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, reqwest::Error> {
-    let client = reqwest::Client::builder()
-        .timeout(CALL_TIMEOUT)
-        .connect_timeout(CALL_TIMEOUT / 2)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .pool_max_idle_per_host(1)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .user_agent(concat!("reel-webhooks/", env!("CARGO_PKG_VERSION")))
-        .dns_resolver(Arc::new(GuardedResolver {
-            allow_private: settings.allow_private,
-        }))
-        .build()?;
+    let client = Client::new(settings.allow_private)?;
     let deliverer = Arc::new(Deliverer {
         store,
         settings,
@@ -349,7 +304,10 @@ impl Deliverer {
             return Ok(false);
         }
         let started = Instant::now();
-        let result = self.call(endpoint, &item).await;
+        let result = self
+            .client
+            .call(&endpoint.url, &endpoint.secret, item.seq, &item.body)
+            .await;
         let outcome = result.label();
         metrics::counter!(telemetry::WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);
         metrics::histogram!(telemetry::WEBHOOK_DURATION, "outcome" => outcome)
@@ -394,47 +352,6 @@ impl Deliverer {
         Ok(kept)
     }
 
-    /// One signed POST. Never follows redirects; never reads more than the status.
-    async fn call(&self, endpoint: &Webhook, item: &Item) -> CallResult {
-        let url = match destination::parse(&endpoint.url) {
-            Ok(url) => url,
-            Err(error) => return CallResult::Refused(error.to_string()),
-        };
-        // Names are checked by the client's resolver on connect; literal addresses here.
-        if !self.settings.allow_private
-            && let Err(error) = destination::check_literal(&url)
-        {
-            return CallResult::Refused(error.to_string());
-        }
-        let Ok(secret) = Secret::parse(&endpoint.secret) else {
-            return CallResult::Refused("the endpoint's stored secret is unreadable".into());
-        };
-        let id = message_id(item.seq);
-        let timestamp = crate::domain::Millis::now().0 / 1000;
-        let signature = secret.sign(&id, timestamp, item.body.as_bytes());
-        let sent = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("webhook-id", id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(item.body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(response) if response.status().is_success() => {
-                CallResult::Delivered(response.status().as_u16())
-            }
-            Ok(response) => CallResult::Rejected(response.status().as_u16()),
-            Err(error) if error.is_timeout() => CallResult::Timeout,
-            Err(error) => match private_cause(&error) {
-                Some(private) => CallResult::Refused(private.to_string()),
-                None => CallResult::Unreachable(telemetry::chain(&error)),
-            },
-        }
-    }
-
     async fn refresh_gauges(&self) {
         if let Ok(circuits) = self.store.webhook_circuits(10_000).await {
             for (id, circuit) in circuits {
@@ -449,18 +366,6 @@ enum Next {
     /// Nothing more to deliver now.
     Done,
     Lost,
-}
-
-/// The resolver's refusal inside a client error, if that is what failed.
-fn private_cause(error: &reqwest::Error) -> Option<&DestinationError> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(cause) = source {
-        if let Some(refused) = cause.downcast_ref::<DestinationError>() {
-            return Some(refused);
-        }
-        source = cause.source();
-    }
-    None
 }
 
 fn set_circuit_gauge(id: Uuid, circuit: Circuit) {

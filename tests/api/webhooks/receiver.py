@@ -11,7 +11,7 @@ Control: `POST /_control` with JSON `{"secrets": {PATH: "whsec_…"}, "status": 
 "delay_ms": 0}` (merged into the current settings) sets the secret per path, the status of
 every answer and a delay before it.
 
-Usage: webhook_receiver.py LOG PORT   (PORT 0 picks one; prints "listening PORT" when ready)
+Usage: receiver.py LOG PORT   (PORT 0 picks one; prints "listening PORT" when ready)
 """
 
 import json
