@@ -17,6 +17,7 @@ use crate::bus::local::LocalBus;
 use crate::bus::notify::{self, PgBus};
 use crate::bus::{Bus, Node};
 use crate::config::{AuthMode, Config, ConfigError, Role};
+use crate::feed;
 use crate::http;
 use crate::media::{MediaError, MediaRoot};
 use crate::progress::Hub;
@@ -59,6 +60,8 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start webhook delivery: {0}")]
+    Webhooks(#[source] reqwest::Error),
     #[error("the HTTP server failed: {0}")]
     Server(#[source] std::io::Error),
 }
@@ -161,7 +164,12 @@ impl Application {
         }));
         let server = http_server(service.clone(), role, http_workers, listener)
             .map_err(|source| StartupError::Bind { addr, source })?;
-        let background = background_tasks(&store, &media, &node, shared);
+        let mut background = background_tasks(&store, &media, &node, shared);
+        if role == Role::Serve && config.webhook_delivery {
+            let settings = feed::webhooks::Settings::from_config(&config);
+            let delivery = feed::webhooks::spawn(store.clone(), settings, shared, shutdown.clone());
+            background.push(delivery.map_err(StartupError::Webhooks)?);
+        }
         info!(%addr, role = ?role, encoders = encoder_count, http_workers, bus = bus.name(), "listening");
         Ok(Self {
             port: addr.port(),

@@ -222,6 +222,39 @@ pub struct Config {
     /// HTTP worker threads; defaults to the number of cores.
     #[arg(long, env = "REEL_HTTP_WORKERS")]
     pub http_workers: Option<NonZeroUsize>,
+
+    /// Run webhook delivery in this `reel serve` process (off: it still serves the webhook API;
+    /// other processes on the same PostgreSQL database deliver).
+    #[arg(long, env = "REEL_WEBHOOK_DELIVERY", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = true, num_args = 0..=1, default_missing_value = "true")]
+    pub webhook_delivery: bool,
+
+    /// Let webhooks reach private, loopback and link-local addresses (tests, closed networks).
+    #[arg(long, env = "REEL_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub webhook_allow_private: bool,
+
+    /// Calls a webhook event gets before it goes to the endpoint's dead letters.
+    #[arg(long, env = "REEL_WEBHOOK_MAX_ATTEMPTS", default_value_t = 8)]
+    pub webhook_max_attempts: u32,
+
+    /// First retry delay of a webhook event, in milliseconds; doubles per attempt (with jitter).
+    #[arg(long, env = "REEL_WEBHOOK_BACKOFF_BASE_MS", default_value_t = 2000)]
+    pub webhook_backoff_base_ms: u64,
+
+    /// Longest retry delay of a webhook event, in seconds.
+    #[arg(long, env = "REEL_WEBHOOK_BACKOFF_MAX_SECS", default_value_t = 3600)]
+    pub webhook_backoff_max_secs: u64,
+
+    /// Consecutive failed calls that open an endpoint's circuit breaker.
+    #[arg(long, env = "REEL_WEBHOOK_BREAKER_FAILURES", default_value_t = 5)]
+    pub webhook_breaker_failures: u32,
+
+    /// How long an open breaker makes no call before its probe, in seconds.
+    #[arg(long, env = "REEL_WEBHOOK_BREAKER_COOLDOWN_SECS", default_value_t = 60)]
+    pub webhook_breaker_cooldown_secs: u64,
+
+    /// Webhook calls in flight at once in this process (each endpoint makes one at a time).
+    #[arg(long, env = "REEL_WEBHOOK_CONCURRENCY", default_value_t = 16)]
+    pub webhook_concurrency: usize,
 }
 
 /// The configured ladder, highest rung first after validation.
@@ -246,6 +279,8 @@ pub enum ConfigError {
     Preset(String),
     #[error("--lease-secs must be between 2 and 3600, got {0}")]
     Lease(u64),
+    #[error("--webhook-{0} must be at least 1")]
+    Webhook(&'static str),
     #[error("`reel work` needs at least one encoder")]
     NoEncoders,
     #[error(
@@ -302,6 +337,18 @@ impl Config {
         }
         if !(2..=3600).contains(&self.lease_secs) {
             return Err(ConfigError::Lease(self.lease_secs));
+        }
+        for (name, value) in [
+            ("max-attempts", u64::from(self.webhook_max_attempts)),
+            ("backoff-base-ms", self.webhook_backoff_base_ms),
+            ("backoff-max-secs", self.webhook_backoff_max_secs),
+            ("breaker-failures", u64::from(self.webhook_breaker_failures)),
+            ("breaker-cooldown-secs", self.webhook_breaker_cooldown_secs),
+            ("concurrency", self.webhook_concurrency as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Webhook(name));
+            }
         }
         Ok(())
     }
@@ -398,6 +445,14 @@ impl Config {
             playback_secret: None,
             playback_url_ttl_secs: 6 * 3600,
             http_workers: None,
+            webhook_delivery: true,
+            webhook_allow_private: false,
+            webhook_max_attempts: 8,
+            webhook_backoff_base_ms: 2000,
+            webhook_backoff_max_secs: 3600,
+            webhook_breaker_failures: 5,
+            webhook_breaker_cooldown_secs: 60,
+            webhook_concurrency: 16,
         }
     }
 }

@@ -253,6 +253,12 @@ impl From<ServiceError> for ApiError {
                 Self::unavailable("The server is restarting; retry shortly.", 5).closing()
             }
             ServiceError::Invalid { code, message } => Self::bad_request(code, message),
+            ServiceError::NoSuchWebhook => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No webhook with this id.",
+            ),
+            error @ ServiceError::Randomness(_) => Self::internal(error),
             ServiceError::Store(error) => error.into(),
             ServiceError::Upload(error) => error.into(),
             ServiceError::Media(error) => error.into(),

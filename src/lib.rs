@@ -11,6 +11,7 @@
 //! - [`bus`]: progress and cancel between processes (in-process, or PostgreSQL NOTIFY).
 //! - [`progress`]: the hub that fans job events out to this process's SSE subscribers.
 //! - [`media`]: the media volume layout (`sources/`, `hls/`, `tmp/`), staging and publishing.
+//! - [`feed`]: readers of the change feed: webhook delivery with its breaker and signatures.
 //! - [`recovery`]: reconciles the media volume with the database after a crash.
 //! - [`upload`]: streams a request body to disk with a fixed buffer, sniffing and limits.
 //! - [`transcode`]: the encoder pool: probe, plan the ladder, one ffmpeg, publish.
@@ -24,6 +25,7 @@ pub mod bus;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod http;
 pub mod media;
 pub mod progress;

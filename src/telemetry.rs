@@ -14,6 +14,10 @@ pub const JOBS_RUNNING: &str = "reel_jobs_processing";
 pub const JOBS: &str = "reel_jobs_total";
 pub const JOB_DURATION: &str = "reel_job_duration_seconds";
 pub const SSE_CLIENTS: &str = "reel_sse_clients";
+pub const WEBHOOK_DELIVERIES: &str = "reel_webhook_deliveries_total";
+pub const WEBHOOK_DURATION: &str = "reel_webhook_delivery_duration_seconds";
+pub const WEBHOOK_CIRCUIT: &str = "reel_webhook_circuit_state";
+pub const WEBHOOK_DEAD_LETTERS: &str = "reel_webhook_dead_letters_total";
 
 /// Installs the global tracing subscriber; `RUST_LOG` overrides the default level.
 pub fn init_tracing(format: LogFormat) {
@@ -41,6 +45,12 @@ pub fn init_metrics() -> PrometheusHandle {
                         1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
                     ],
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(WEBHOOK_DURATION.into()),
+                        &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -76,6 +86,23 @@ fn describe() {
         "Wall time of a job from claim to its end, by outcome."
     );
     describe_gauge!(SSE_CLIENTS, "Open Server-Sent Events streams.");
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook calls by outcome (delivered, rejected, timeout, unreachable, refused)."
+    );
+    describe_histogram!(
+        WEBHOOK_DURATION,
+        metrics::Unit::Seconds,
+        "Duration of a webhook call, by outcome."
+    );
+    describe_gauge!(
+        WEBHOOK_CIRCUIT,
+        "Circuit breaker of a webhook endpoint (label: endpoint id): 0 closed, 1 open, 2 half-open."
+    );
+    describe_counter!(
+        WEBHOOK_DEAD_LETTERS,
+        "Webhook events moved to an endpoint's dead letters after their last attempt."
+    );
 }
 
 /// An error and its causes as one line (`outer: inner: root`), skipping causes whose text the

@@ -200,7 +200,7 @@ async fn listen_loop(mut listener: PgListener, store: Store, node: Arc<Node>, bu
                 // Whatever was sent while away is lost: read the rows instead.
                 resync(&store, &node).await;
                 node.wake.notify_waiters();
-                store.feed_changed().notify_waiters();
+                store.appended_elsewhere();
             }
         }
     }
@@ -273,7 +273,7 @@ async fn deliver(channel: &str, payload: &str, store: &Store, node: &Arc<Node>, 
             }
         }
         WAKE => node.wake.notify_waiters(),
-        HISTORY => store.feed_changed().notify_waiters(),
+        HISTORY => store.appended_elsewhere(),
         _ => {}
     }
 }

@@ -9,6 +9,7 @@ mod history;
 pub mod pages;
 pub mod resource;
 mod videos;
+mod webhooks;
 
 use std::path::PathBuf;
 
@@ -42,6 +43,12 @@ pub fn api(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(history::history)
         .service(changes::changes)
         .service(changes::changes_stream)
+        .service(webhooks::create_webhook)
+        .service(webhooks::list_webhooks)
+        .service(webhooks::get_webhook)
+        .service(webhooks::delete_webhook)
+        .service(webhooks::dead_letters)
+        .service(webhooks::redeliver)
         .service(health::healthz)
         .service(health::readyz);
 }

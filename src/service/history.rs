@@ -46,11 +46,10 @@ impl Service {
             Some(owner) => ChangeScope::Owner(owner),
         };
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        let mut appends = self.store.appends();
         loop {
-            // Registered before the read, so a commit between the read and the wait wakes it.
-            let changed = self.store.feed_changed().notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
+            // Marked seen before the read, so a commit between the read and the wait wakes it.
+            appends.borrow_and_update();
             let page = self.store.changes(after, limit, &scope).await?;
             if !page.events.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(page);
@@ -59,7 +58,7 @@ impl Service {
             // which a listener reconnecting may miss.
             let poll = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
             tokio::select! {
-                () = changed => {}
+                _ = appends.changed() => {}
                 () = tokio::time::sleep_until(deadline.min(poll)) => {}
                 () = self.shutdown.cancelled() => return Ok(page),
             }

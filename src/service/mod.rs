@@ -3,6 +3,7 @@
 
 mod history;
 mod videos;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use videos::{SourceFile, UploadMeta, VideoList};
+pub use webhooks::{WebhookInput, Webhooks};
 
 use crate::auth::jwt::TokenError;
 use crate::auth::playback::PlaybackSigner;
@@ -37,6 +39,12 @@ pub enum ServiceError {
     /// A request that is well-formed but not acceptable (`code` is stable, for scripts).
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
+    /// No such webhook endpoint, or one the caller may not see.
+    #[error("no such webhook")]
+    NoSuchWebhook,
+    /// The system's random source failed: no secret can be made.
+    #[error(transparent)]
+    Randomness(#[from] crate::feed::signing::NoRandomness),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -21,6 +21,7 @@ mod history;
 mod jobs;
 mod rows;
 mod videos;
+mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use sqlx::{AnyPool, Executor, SqlStr};
 pub use history::{ChangeScope, HistoryPage};
 pub use jobs::{Claim, Finishing, Lease, Outcome, QueueSnapshot, Repair};
 pub use videos::{VideoPatch, VideoQuery};
+pub use webhooks::{DeadLetter, Delivery, Failed, NewWebhook, Target, Webhook, WebhookLease};
 
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,12 +125,13 @@ pub struct Store {
     /// SQL texts with the dialect's tokens replaced, made once per statement.
     statements: Arc<DashMap<&'static str, SqlStr>>,
     url: Arc<str>,
-    /// Woken after every commit that appended history (and, on PostgreSQL, by the bus when
-    /// another process did): change-feed readers wait on it.
-    feed_changed: Arc<tokio::sync::Notify>,
     /// The SQLite file and its identity at start: a file deleted or replaced under a running
     /// server is noticed instead of writing into a ghost.
     sqlite_file: Option<Arc<SqliteFile>>,
+    /// Bumped after every commit that appended history (and, on PostgreSQL, by the bus when
+    /// another process did), so feed readers (long polls, streams, webhook delivery) wake at
+    /// once instead of at their next poll.
+    appended: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 #[derive(Debug)]
@@ -214,8 +217,8 @@ impl Store {
             dialect,
             statements: Arc::new(DashMap::new()),
             url: redact(url).into(),
-            feed_changed: Arc::new(tokio::sync::Notify::new()),
             sqlite_file,
+            appended: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -305,18 +308,6 @@ impl Store {
         made
     }
 
-    /// Change-feed readers wait on this; it is woken when history was appended.
-    pub fn feed_changed(&self) -> &Arc<tokio::sync::Notify> {
-        &self.feed_changed
-    }
-
-    /// Commits a writing transaction and wakes change-feed readers.
-    async fn commit(&self, tx: sqlx::Transaction<'static, sqlx::Any>) -> Result<()> {
-        tx.commit().await?;
-        self.feed_changed.notify_waiters();
-        Ok(())
-    }
-
     /// Starts a writing transaction: `BEGIN IMMEDIATE` on SQLite (the write lock up front), and
     /// on PostgreSQL the history advisory lock, so appends commit in `seq` order.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
@@ -331,6 +322,26 @@ impl Store {
                 Ok(tx)
             }
         }
+    }
+}
+
+impl Store {
+    /// Changes after every commit that appended history: this process's at once, another
+    /// process's when the PostgreSQL bus hears of it (readers still poll as a safety net).
+    pub fn appends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// Wakes the feed readers of this process: another process appended history.
+    pub fn appended_elsewhere(&self) {
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Commits a transaction that appended history, then wakes this process's feed readers.
+    async fn commit(&self, tx: sqlx::Transaction<'static, sqlx::Any>) -> Result<()> {
+        tx.commit().await?;
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
     }
 }
 

@@ -13,3 +13,4 @@ mod lifecycle;
 mod pipeline;
 mod scale;
 mod upload;
+mod webhooks;
