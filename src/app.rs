@@ -214,6 +214,7 @@ impl Application {
         let static_dir = state.config.static_dir.clone();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(http::security_headers())
                 .app_data(app_state.clone())
                 .app_data(openapi.clone())
                 .into_utoipa_app()

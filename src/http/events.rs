@@ -108,12 +108,12 @@ struct Live {
 /// Live progress of one video as Server-Sent Events.
 #[utoipa::path(
     tag = "videos",
-    params(("id" = String, Path, description = "Video id"),
+    params(("id" = String, Path, description = "Video id (lowercase hyphenated UUID)"),
            ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
     responses(
         (status = 200, description = "`snapshot`, then `progress` / `status` events, then one of `ready`, `failed`, `canceled`",
          content_type = "text/event-stream", body = String),
-        (status = 404, body = ErrorBody)
+        (status = 404, description = "No video with this id", body = ErrorBody)
     )
 )]
 #[get("/api/v1/videos/{id}/events")]
@@ -132,8 +132,8 @@ pub async fn events(
     let snapshot_id = state.hub.stamp();
     // Subscribe before reading the database: an event published in between is then not lost.
     let subscription = state.hub.subscribe(id);
-    let video = match state.store.get(id).await {
-        Ok(Some(video)) => video,
+    let (video, queue_position) = match state.store.get_with_position(id).await {
+        Ok(Some(found)) => found,
         other => {
             drop(subscription);
             state.hub.release(id);
@@ -175,12 +175,7 @@ pub async fn events(
             subscription.recent.last().map_or(n, |e| e.id.max(n))
         }
         None => {
-            let position = if video.status == VideoStatus::Queued {
-                state.store.queue_position(id).await?
-            } else {
-                None
-            };
-            first.extend(snapshot(subscription.progress, position));
+            first.extend(snapshot(subscription.progress, queue_position));
             // The snapshot already reflects everything buffered so far.
             subscription.recent.last().map_or(0, |e| e.id)
         }

@@ -1,12 +1,12 @@
 //! `/hls/…` and the web page, for running without nginx in front.
 
-use actix_files::{Files, NamedFile};
+use actix_files::Files;
 use actix_web::http::header::{self, CacheControl, CacheDirective};
 use std::path::Path;
 
 use actix_web::{HttpRequest, HttpResponse, route, web};
 
-use super::parse_id;
+use super::{parse_id, ranged};
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -33,7 +33,7 @@ fn safe_component(part: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-/// Playlists, segments and poster of a published ladder, with Range support.
+/// Playlists, segments and poster of a published ladder, with Range support (RFC 9110 §14).
 #[route("/hls/{id}/{tail:.*}", method = "GET", method = "HEAD")]
 pub async fn hls(
     state: web::Data<AppState>,
@@ -51,10 +51,7 @@ pub async fn hls(
     let path = parts
         .iter()
         .fold(state.media.hls_dir(id), |path, part| path.join(part));
-    let file = NamedFile::open_async(path)
-        .await
-        .map_err(|_| ApiError::not_found())?;
-    let mut response = file.set_content_type(mime).into_response(&req);
+    let mut response = ranged::serve(&req, &path, &mime).await?;
     // A published ladder never changes: its id is new for every upload.
     response.headers_mut().insert(
         header::CACHE_CONTROL,

@@ -15,7 +15,7 @@ pub struct Health {
 }
 
 /// The process is alive.
-#[utoipa::path(tag = "health", responses((status = 200, body = Health)))]
+#[utoipa::path(tag = "health", responses((status = 200, description = "Alive", body = Health)))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health {
@@ -26,7 +26,13 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// The database and the media volume are usable.
-#[utoipa::path(tag = "health", responses((status = 200, body = Health), (status = 503, body = Health)))]
+#[utoipa::path(
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready to take uploads and run jobs", body = Health),
+        (status = 503, description = "Not ready; the body says which part is not", body = Health),
+    )
+)]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = state.store.ping().await.is_ok();
@@ -60,6 +66,10 @@ pub async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// This API's OpenAPI document, generated from the handlers.
+#[utoipa::path(
+    tag = "health",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object))
+)]
 #[get("/api/v1/openapi.json")]
 pub async fn openapi(document: web::Data<utoipa::openapi::OpenApi>) -> HttpResponse {
     HttpResponse::Ok().json(document.get_ref())

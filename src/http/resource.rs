@@ -52,12 +52,29 @@ pub struct VideoPage {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Only videos in this status.
     pub status: Option<VideoStatus>,
 }
+
+/// A `multipart/form-data` upload (documentation only: the form is streamed, not parsed into
+/// this).
+#[derive(ToSchema)]
+pub struct UploadForm {
+    /// The video file; its `filename` is kept as data.
+    #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+    pub file: Vec<u8>,
+    /// Up to 200 characters are kept.
+    pub title: Option<String>,
+}
+
+/// A video file's bytes as the whole request body.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+pub struct VideoBytes(pub Vec<u8>);
 
 pub fn video_url(id: VideoId) -> String {
     format!("/api/v1/videos/{id}")

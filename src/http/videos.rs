@@ -1,23 +1,18 @@
 //! `POST/GET/DELETE /api/v1/videos…`: upload, read, list, delete, download.
 
-use actix_files::NamedFile;
-use actix_multipart::Multipart;
-use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
-use actix_web::{HttpRequest, HttpResponse, delete, get, post, route, web};
-use futures_util::StreamExt;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 
 use super::parse_id;
-use super::resource::{ListQuery, VideoPage, VideoResource, video_url};
+use super::resource::{ListQuery, UploadForm, VideoBytes, VideoPage, VideoResource, video_url};
 use crate::app::{AppState, UploadMeta};
 use crate::domain::{VideoId, VideoStatus};
 use crate::error::{ApiError, ErrorBody};
 use crate::telemetry;
-use crate::upload::{self, UploadError};
+use crate::upload;
 
 /// Longest title or file name kept, in characters.
 const MAX_TEXT: usize = 200;
-/// Largest non-file multipart field read (a title), in bytes.
-const MAX_FIELD: usize = 4096;
 
 fn header_text(req: &HttpRequest, name: &str) -> Option<String> {
     let raw = req.headers().get(name)?.to_str().ok()?;
@@ -51,16 +46,25 @@ fn count_rejection(error: &ApiError) {
 /// Upload a video: multipart (`file`, optional `title`) or a raw body.
 #[utoipa::path(
     tag = "videos",
-    request_body(content = Vec<u8>, description = "The video bytes (raw), or multipart/form-data with `file` and `title`",
-        content_type = "application/octet-stream"),
-    params(("X-Filename" = Option<String>, Header, description = "Original file name (raw uploads)"),
-           ("X-Title" = Option<String>, Header, description = "Title (raw uploads)")),
+    request_body(
+        description = "A form with the file (`file`, optional `title`), or the video's bytes as the body",
+        content(
+            (UploadForm = "multipart/form-data"),
+            (VideoBytes = "video/*"),
+            (VideoBytes = "application/octet-stream"),
+        )
+    ),
+    params(("X-Filename" = Option<String>, Header, description = "Original file name, percent-encoded UTF-8 (raw uploads)"),
+           ("X-Title" = Option<String>, Header, description = "Title, percent-encoded UTF-8 (raw uploads)")),
     responses(
-        (status = 202, description = "Accepted and queued", body = VideoResource, headers(("Location" = String))),
-        (status = 400, description = "Empty or unreadable body", body = ErrorBody),
+        (status = 202, description = "Accepted and queued", body = VideoResource,
+         headers(("Location" = String, description = "The new video's URL"))),
+        (status = 400, description = "Empty body, malformed form, no `file` part, a field too long", body = ErrorBody),
+        (status = 408, description = "The client stopped sending for the idle timeout", body = ErrorBody),
         (status = 413, description = "Larger than the upload limit", body = ErrorBody),
-        (status = 415, description = "Not a video container", body = ErrorBody),
-        (status = 503, description = "Queue full or shutting down; see Retry-After", body = ErrorBody),
+        (status = 415, description = "Not a video container, or not a video content type", body = ErrorBody),
+        (status = 503, description = "Queue full or shutting down; see Retry-After", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 507, description = "The media volume is nearly full", body = ErrorBody),
     )
 )]
@@ -74,11 +78,26 @@ pub async fn upload_video(
     if let Err(error) = &result {
         count_rejection(error);
     }
-    let video = result?;
-    let resource = VideoResource::new(
-        &video,
-        state.store.queue_position(video.id).await.ok().flatten(),
-    );
+    let mut video = result?;
+    // Status and queue position from one read, so a worker claiming the job meanwhile gives
+    // `processing` without a position rather than `queued` without one.
+    let position = match state.store.get_with_position(video.id).await {
+        Ok(Some((current, position))) => {
+            video = current;
+            position
+        }
+        // Deleted by a racing DELETE before this answer: that is what happened to it.
+        Ok(None) => {
+            video.status = VideoStatus::Canceled;
+            None
+        }
+        Err(error) => {
+            // Accepted all the same; the upload must not look failed and be sent again.
+            tracing::warn!(video.id = %video.id, %error, "cannot read back an accepted upload");
+            None
+        }
+    };
+    let resource = VideoResource::new(&video, position);
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, video_url(video.id)))
         .json(resource))
@@ -101,42 +120,13 @@ async fn receive_upload(
     if content_type.starts_with("multipart/form-data") {
         // The declared length includes the form's framing, so it is not held against the limit.
         state.admit_upload(&UploadMeta::default()).await?;
-        let mut form = Multipart::new(req.headers(), payload);
-        let mut received = None;
-        while let Some(field) = form.next().await {
-            let mut field = field.map_err(|e| ApiError::from(UploadError::Body(e.to_string())))?;
-            match field.name() {
-                Some("file") if received.is_none() => {
-                    meta.filename = field
-                        .content_disposition()
-                        .and_then(|d| d.get_filename())
-                        .and_then(clean_text);
-                    received = Some(upload::receive(&mut field, &state.media, limits).await?);
-                }
-                Some("title") => {
-                    let mut text = Vec::new();
-                    while let Some(chunk) = field.next().await {
-                        let chunk =
-                            chunk.map_err(|e| ApiError::from(UploadError::Body(e.to_string())))?;
-                        if text.len() + chunk.len() > MAX_FIELD {
-                            return Err(ApiError::bad_request(
-                                "title_too_long",
-                                "The title is too long.",
-                            )
-                            .closing());
-                        }
-                        text.extend_from_slice(&chunk);
-                    }
-                    meta.title = clean_text(&String::from_utf8_lossy(&text));
-                }
-                // Unknown fields (or a second file) are read and dropped.
-                _ => while field.next().await.is_some() {},
-            }
-        }
-        let received = received.ok_or_else(|| {
-            ApiError::bad_request("missing_file", "The form has no `file` field.")
-        })?;
-        return state.file_upload(received, meta).await;
+        let form = upload::form::receive_form(req.headers(), payload, &state.media, limits).await?;
+        meta.filename = form.filename.as_deref().and_then(clean_text);
+        meta.title = form
+            .title
+            .as_deref()
+            .and_then(|title| clean_text(&String::from_utf8_lossy(title)));
+        return state.file_upload(form.received, meta).await;
     }
 
     let is_video =
@@ -160,8 +150,11 @@ async fn receive_upload(
 /// One video.
 #[utoipa::path(
     tag = "videos",
-    params(("id" = String, Path, description = "Video id")),
-    responses((status = 200, body = VideoResource), (status = 404, body = ErrorBody))
+    params(("id" = String, Path, description = "Video id (lowercase hyphenated UUID)")),
+    responses(
+        (status = 200, description = "The video", body = VideoResource),
+        (status = 404, description = "No video with this id", body = ErrorBody),
+    )
 )]
 #[get("/api/v1/videos/{id}")]
 pub async fn get_video(
@@ -169,12 +162,11 @@ pub async fn get_video(
     id: web::Path<String>,
 ) -> Result<web::Json<VideoResource>, ApiError> {
     let id = parse_id(&id)?;
-    let video = state.store.get(id).await?.ok_or_else(ApiError::not_found)?;
-    let position = if video.status == VideoStatus::Queued {
-        state.store.queue_position(id).await?
-    } else {
-        None
-    };
+    let (video, position) = state
+        .store
+        .get_with_position(id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     Ok(web::Json(VideoResource::new(&video, position)))
 }
 
@@ -182,7 +174,10 @@ pub async fn get_video(
 #[utoipa::path(
     tag = "videos",
     params(ListQuery),
-    responses((status = 200, body = VideoPage), (status = 400, body = ErrorBody))
+    responses(
+        (status = 200, description = "One page of videos", body = VideoPage),
+        (status = 400, description = "A malformed query: `limit` outside 1–100, an unknown `status`, a bad `cursor`, a repeated parameter", body = ErrorBody),
+    )
 )]
 #[get("/api/v1/videos")]
 pub async fn list_videos(
@@ -208,24 +203,13 @@ pub async fn list_videos(
     let mut videos = state.store.list(limit + 1, cursor, query.status).await?;
     let next_cursor = if videos.len() > limit as usize {
         videos.truncate(limit as usize);
-        videos.last().map(|v| v.id.to_string())
+        videos.last().map(|(v, _)| v.id.to_string())
     } else {
         None
     };
-    let queued: Vec<VideoId> = if videos.iter().any(|v| v.status == VideoStatus::Queued) {
-        state.store.queued_ids(10_000).await?
-    } else {
-        Vec::new()
-    };
     let items = videos
         .iter()
-        .map(|v| {
-            let position = queued
-                .iter()
-                .position(|q| *q == v.id)
-                .and_then(|p| u32::try_from(p + 1).ok());
-            VideoResource::new(v, position)
-        })
+        .map(|(video, position)| VideoResource::new(video, *position))
         .collect();
     Ok(web::Json(VideoPage { items, next_cursor }))
 }
@@ -233,8 +217,11 @@ pub async fn list_videos(
 /// Delete a video: cancels its job (killing ffmpeg) and removes source and outputs.
 #[utoipa::path(
     tag = "videos",
-    params(("id" = String, Path, description = "Video id")),
-    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody))
+    params(("id" = String, Path, description = "Video id (lowercase hyphenated UUID)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No video with this id", body = ErrorBody),
+    )
 )]
 #[delete("/api/v1/videos/{id}")]
 pub async fn delete_video(
@@ -247,41 +234,4 @@ pub async fn delete_video(
     } else {
         Err(ApiError::not_found())
     }
-}
-
-/// The original upload, with Range support.
-#[utoipa::path(
-    tag = "videos",
-    params(("id" = String, Path, description = "Video id")),
-    responses((status = 200, description = "The original bytes", content_type = "application/octet-stream"),
-              (status = 206, description = "A byte range"), (status = 404, body = ErrorBody))
-)]
-#[route("/api/v1/videos/{id}/source", method = "GET", method = "HEAD")]
-pub async fn download_source(
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    let video = state.store.get(id).await?.ok_or_else(ApiError::not_found)?;
-    let name = video.filename.unwrap_or_else(|| format!("{id}.video"));
-    let disposition = ContentDisposition {
-        disposition: DispositionType::Attachment,
-        parameters: vec![DispositionParam::Filename(name)],
-    };
-    if state.config.accel_redirect {
-        // nginx sends the file from its internal `/_sources/` location, with Range and sendfile.
-        return Ok(HttpResponse::Ok()
-            .insert_header(("X-Accel-Redirect", format!("/_sources/{id}")))
-            .insert_header((header::CONTENT_DISPOSITION, disposition))
-            .content_type(mime::APPLICATION_OCTET_STREAM)
-            .finish());
-    }
-    let file = NamedFile::open_async(state.media.source_path(id))
-        .await
-        .map_err(|_| ApiError::not_found())?;
-    let file = file
-        .set_content_type(mime::APPLICATION_OCTET_STREAM)
-        .set_content_disposition(disposition);
-    Ok(file.into_response(&req))
 }

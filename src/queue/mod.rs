@@ -113,6 +113,25 @@ impl TryFrom<VideoRow> for Video {
 const COLUMNS: &str = "id, title, filename, status, step, progress, source_size, source_json, \
      renditions_json, error_code, error_message, attempts, created_at, updated_at";
 
+/// The 1-based queue position of row `v` while it is queued, else NULL; read in the same
+/// statement as the row, so the two always agree.
+const POSITION: &str = "CASE WHEN v.status = 'queued' THEN (SELECT COUNT(*) FROM videos q \
+     WHERE q.status = 'queued' AND q.id <= v.id) END AS position";
+
+#[derive(FromRow)]
+struct Positioned {
+    #[sqlx(flatten)]
+    video: VideoRow,
+    position: Option<i64>,
+}
+
+impl Positioned {
+    fn split(self) -> Result<(Video, Option<u32>), QueueError> {
+        let position = self.position.map(|p| u32::try_from(p).unwrap_or(u32::MAX));
+        Video::try_from(self.video).map(|video| (video, position))
+    }
+}
+
 /// Cheap to clone: a handle on the connection pool.
 #[derive(Clone)]
 pub struct Store {
@@ -182,15 +201,31 @@ impl Store {
         row.map(Video::try_from).transpose()
     }
 
-    /// Newest first; `before` is the id of the last item of the previous page.
+    /// A video and, while it is queued, its 1-based queue position, from one statement: the
+    /// two always agree (never `queued` without a position, never a position when not queued).
+    pub async fn get_with_position(
+        &self,
+        id: VideoId,
+    ) -> Result<Option<(Video, Option<u32>)>, QueueError> {
+        let row: Option<Positioned> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS}, {POSITION} FROM videos v WHERE v.id = ?1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Positioned::split).transpose()
+    }
+
+    /// Newest first, each with its queue position as in [`Store::get_with_position`]; `before`
+    /// is the id of the last item of the previous page.
     pub async fn list(
         &self,
         limit: u32,
         before: Option<VideoId>,
         status: Option<VideoStatus>,
-    ) -> Result<Vec<Video>, QueueError> {
-        let rows: Vec<VideoRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM videos \
+    ) -> Result<Vec<(Video, Option<u32>)>, QueueError> {
+        let rows: Vec<Positioned> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS}, {POSITION} FROM videos v \
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR id < ?2) \
              ORDER BY id DESC LIMIT ?3"
         )))
@@ -199,7 +234,7 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(Video::try_from).collect()
+        rows.into_iter().map(Positioned::split).collect()
     }
 
     /// 1-based position among queued videos (oldest first), `None` when not queued.

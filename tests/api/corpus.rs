@@ -300,13 +300,7 @@ async fn every_bad_or_odd_input_gets_its_expected_outcome() {
         }
     }
     for (label, id, expected) in queued {
-        let video = loop {
-            let video = app.video(&id).await;
-            if ["ready", "failed"].contains(&video["status"].as_str().unwrap_or("")) {
-                break video;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        };
+        let video = app.wait_for_one_of(&id, &["ready", "failed"]).await;
         match expected {
             Expected::Ready => assert_eq!(video["status"], "ready", "{label}: {video}"),
             Expected::Failed(code) => {

@@ -1,12 +1,15 @@
 //! Specs against the real thing: the `reel` binary on port 0, real ffmpeg, real disk.
 //! One test binary, so one link step; modules only here.
 
+mod contract;
 mod corpus;
 mod events;
 mod faults;
 mod fixtures;
+mod forms;
 mod helpers;
 mod inputs;
 mod lifecycle;
 mod pipeline;
+mod ranges;
 mod upload;

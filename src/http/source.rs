@@ -1,0 +1,167 @@
+//! `GET/HEAD /api/v1/videos/{id}/source`: the original upload, as a download.
+//!
+//! The name is sent twice (RFC 6266 §4.3): `filename="…"`, an ASCII stand-in for old clients,
+//! and `filename*=UTF-8''…` (RFC 8187) with the real name. The media type comes from the
+//! stored bytes (the same sniffing as at upload), not from anything the client said.
+
+use actix_web::http::header::{
+    self, Charset, ContentDisposition, DispositionParam, DispositionType, ExtendedValue,
+};
+use actix_web::{HttpRequest, HttpResponse, get, head, web};
+use tokio::io::AsyncReadExt;
+
+use super::parse_id;
+use super::ranged;
+use crate::app::AppState;
+use crate::domain::VideoId;
+use crate::error::{ApiError, ErrorBody};
+use crate::upload::sniff::{self, SNIFF_LEN};
+
+/// The original upload, with Range support (RFC 9110 §14).
+#[utoipa::path(
+    tag = "videos",
+    operation_id = "download_source",
+    params(("id" = String, Path, description = "Video id (lowercase hyphenated UUID)")),
+    responses(
+        (status = 200, description = "The original bytes, as the container's media type (`video/mp4`, `video/webm`, …)",
+         content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "One byte range, with `Content-Range`", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 304, description = "Not modified (`If-None-Match` / `If-Modified-Since`)"),
+        (status = 404, description = "No video with this id", body = ErrorBody),
+        (status = 412, description = "`If-Match` / `If-Unmodified-Since` failed", body = ErrorBody),
+        (status = 416, description = "No requested range overlaps the file; `Content-Range: bytes */len`", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/videos/{id}/source")]
+pub async fn download_source(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    send_source(&state, &id, &req).await
+}
+
+/// The headers of a source download, without its bytes.
+#[utoipa::path(
+    tag = "videos",
+    operation_id = "head_source",
+    params(("id" = String, Path, description = "Video id (lowercase hyphenated UUID)")),
+    responses(
+        (status = 200, description = "The headers of the whole download"),
+        (status = 206, description = "The headers of one byte range"),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "No video with this id"),
+        (status = 412, description = "A precondition failed"),
+        (status = 416, description = "No requested range overlaps the file"),
+    )
+)]
+#[head("/api/v1/videos/{id}/source")]
+pub async fn head_source(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    send_source(&state, &id, &req).await
+}
+
+async fn send_source(
+    state: &AppState,
+    id: &str,
+    req: &HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(id)?;
+    let video = state.store.get(id).await?.ok_or_else(ApiError::not_found)?;
+    let path = state.media.source_path(id);
+    let content_type = media_type(&path).await?;
+    let disposition = attachment(id, video.filename.as_deref());
+    if state.config.accel_redirect {
+        // nginx sends the file from its internal `/_sources/` location, with Range and
+        // sendfile, keeping these Content-Type and Content-Disposition headers.
+        return Ok(HttpResponse::Ok()
+            .insert_header(("X-Accel-Redirect", format!("/_sources/{id}")))
+            .insert_header((header::CONTENT_DISPOSITION, disposition))
+            .content_type(content_type)
+            .finish());
+    }
+    let mut response = ranged::serve(req, &path, &content_type).await?;
+    if let Ok(value) = disposition.to_string().parse() {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// The media type of the stored source, from its first bytes.
+async fn media_type(path: &std::path::Path) -> Result<mime::Mime, ApiError> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|_| ApiError::not_found())?;
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    file.take(SNIFF_LEN as u64)
+        .read_to_end(&mut head)
+        .await
+        .map_err(|_| ApiError::not_found())?;
+    Ok(sniff::media_type(&head)
+        .parse()
+        .unwrap_or(mime::APPLICATION_OCTET_STREAM))
+}
+
+/// `attachment; filename="<ASCII>"; filename*=UTF-8''<percent-encoded UTF-8>`.
+pub fn attachment(id: VideoId, name: Option<&str>) -> ContentDisposition {
+    let name = name.map_or_else(|| format!("{id}.video"), str::to_owned);
+    ContentDisposition {
+        disposition: DispositionType::Attachment,
+        parameters: vec![
+            DispositionParam::Filename(ascii_fallback(&name)),
+            DispositionParam::FilenameExt(ExtendedValue {
+                charset: Charset::Ext("UTF-8".into()),
+                language_tag: None,
+                value: name.into_bytes(),
+            }),
+        ],
+    }
+}
+
+/// The name transliterated to ASCII (`Été à Noël.mp4` → `Ete a Noel.mp4`), keeping only
+/// characters that need no quoting or decoding anywhere (RFC 6266 appendix D: no `%`, `\`,
+/// `"`).
+fn ascii_fallback(name: &str) -> String {
+    let plain: String = deunicode::deunicode(name)
+        .chars()
+        .map(|c| match c {
+            ' ' | '.' | '-' | '_' | '(' | ')' | '[' | ']' | '+' | ',' => c,
+            c if c.is_ascii_alphanumeric() => c,
+            _ => '_',
+        })
+        .collect();
+    let plain = plain.trim();
+    if plain.is_empty() || plain.chars().all(|c| c == '.' || c == '_') {
+        "video".to_owned()
+    } else {
+        plain.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fallback_is_plain_ascii_and_the_real_name_is_encoded() {
+        let id = VideoId::new();
+        let header = attachment(id, Some("Été à Noël.mp4")).to_string();
+        assert_eq!(
+            header,
+            "attachment; filename=\"Ete a Noel.mp4\"; \
+             filename*=UTF-8''%C3%89t%C3%A9%20%C3%A0%20No%C3%ABl.mp4"
+        );
+        assert_eq!(ascii_fallback("a\"b\\c%41.mp4"), "a_b_c_41.mp4");
+        assert_eq!(ascii_fallback("..."), "video");
+        assert!(
+            attachment(id, None)
+                .to_string()
+                .contains(&format!("{id}.video"))
+        );
+    }
+}
