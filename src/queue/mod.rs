@@ -179,8 +179,13 @@ impl Store {
         .bind(i64::try_from(new.source_size).unwrap_or(i64::MAX))
         .bind(now)
         .bind(i64::from(capacity))
-        .fetch_optional(&self.pool)
-        .await?;
+        // fetch_all steps the statement to its end, so the insert has committed when this
+        // returns: with fetch_optional the statement stays open and another connection may
+        // not see the row yet (a 202 read back its own video as missing).
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next();
         row.ok_or(QueueError::Full { capacity })?.try_into()
     }
 
