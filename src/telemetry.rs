@@ -3,6 +3,9 @@
 use metrics::{describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
@@ -13,18 +16,64 @@ pub const ENCODERS_BUSY: &str = "reel_encoders_busy";
 pub const JOBS: &str = "reel_jobs_total";
 pub const JOB_DURATION: &str = "reel_job_duration_seconds";
 pub const SSE_CLIENTS: &str = "reel_sse_clients";
+pub const BAD_REQUESTS: &str = "reel_http_unparsable_requests_total";
 
 /// Installs the global tracing subscriber; `RUST_LOG` overrides the default level.
 pub fn init_tracing(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry();
     let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => registry
+            .with(layer.with_filter(filter).with_filter(NoClientParseErrors))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                layer
+                    .json()
+                    .with_filter(filter)
+                    .with_filter(NoClientParseErrors),
+            )
+            .try_init(),
     };
+}
+
+/// actix-http logs a request it cannot parse (a client's malformed head) at ERROR, as
+/// `stream error: request parse error: …`, after answering it 400. That is the client's
+/// fault, not the server's: it is counted in [`BAD_REQUESTS`] instead of logged.
+struct NoClientParseErrors;
+
+impl<S: tracing::Subscriber> Filter<S> for NoClientParseErrors {
+    fn enabled(&self, _: &tracing::Metadata<'_>, _: &Context<'_, S>) -> bool {
+        true
+    }
+
+    fn event_enabled(&self, event: &tracing::Event<'_>, _: &Context<'_, S>) -> bool {
+        let metadata = event.metadata();
+        if *metadata.level() != tracing::Level::ERROR
+            || !metadata.target().starts_with("actix_http::h1")
+        {
+            return true;
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        if message.0.starts_with("stream error: request parse error") {
+            metrics::counter!(BAD_REQUESTS).increment(1);
+            return false;
+        }
+        true
+    }
+}
+
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
 }
 
 /// Builds the Prometheus recorder. Installed globally once per process; later calls (tests
@@ -68,4 +117,8 @@ fn describe() {
         "Wall time of a job from claim to its end, by outcome."
     );
     describe_gauge!(SSE_CLIENTS, "Open Server-Sent Events streams.");
+    describe_counter!(
+        BAD_REQUESTS,
+        "Requests whose head could not be parsed (answered 400 by actix-http)."
+    );
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::parse_id;
-use super::resource::VideoResource;
+use super::resource::{EventFrame, VideoResource};
 use crate::app::AppState;
 use crate::domain::{VideoId, VideoStatus};
 use crate::error::{ApiError, ErrorBody};
@@ -112,7 +112,7 @@ struct Live {
            ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
     responses(
         (status = 200, description = "`snapshot`, then `progress` / `status` events, then one of `ready`, `failed`, `canceled`",
-         content_type = "text/event-stream", body = String),
+         content_type = "text/event-stream", body = EventFrame),
         (status = 404, description = "No video with this id", body = ErrorBody)
     )
 )]

@@ -10,7 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::error::ApiError;
 
 /// Path templates of the API and the methods each answers.
-pub struct Routes(Vec<(ResourceDef, Vec<&'static str>)>);
+pub struct Routes(Vec<(String, ResourceDef, Vec<&'static str>)>);
 
 impl Routes {
     pub fn of(document: &utoipa::openapi::OpenApi) -> Self {
@@ -31,16 +31,26 @@ impl Routes {
                 .into_iter()
                 .filter_map(|(name, present)| present.then_some(name))
                 .collect();
-                (ResourceDef::new(path.as_str()), methods)
+                (path.clone(), ResourceDef::new(path.as_str()), methods)
             })
             .collect();
         Self(routes)
     }
 
+    /// Documented paths outside `/api/` (`/healthz`, `/readyz`), which need a fallback of their
+    /// own: the `/api` scope does not see them.
+    pub fn outside_api(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|(path, _, _)| path.clone())
+            .filter(|path| !path.starts_with("/api/"))
+            .collect()
+    }
+
     /// The methods `path` answers, or `None` when no route has this path.
     fn allowed(&self, path: &str) -> Option<Vec<&'static str>> {
         let mut found: Option<Vec<&'static str>> = None;
-        for (definition, methods) in &self.0 {
+        for (_, definition, methods) in &self.0 {
             if definition.is_match(path) {
                 found.get_or_insert_with(Vec::new).extend(methods);
             }
@@ -49,7 +59,8 @@ impl Routes {
     }
 }
 
-/// The default service of the `/api` scope: always an error.
+/// The default service of the `/api` scope and of the documented paths outside it: always an
+/// error.
 pub async fn api_fallback(
     req: HttpRequest,
     routes: web::Data<Routes>,

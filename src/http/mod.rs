@@ -80,10 +80,16 @@ pub fn configure_rest(config: &mut web::ServiceConfig, static_dir: &Path) {
                 ApiError::from_extractor(RequestPart::Form, &error).into()
             }),
         )
-        .app_data(web::Data::new(fallback::Routes::of(&openapi_document())))
         .service(health::prometheus_metrics)
         .service(files::hls)
-        .service(web::scope("/api").default_service(web::to(fallback::api_fallback)))
+        .service(web::scope("/api").default_service(web::to(fallback::api_fallback)));
+    let routes = fallback::Routes::of(&openapi_document());
+    for path in routes.outside_api() {
+        config
+            .service(web::resource(path.as_str()).default_service(web::to(fallback::api_fallback)));
+    }
+    config
+        .app_data(web::Data::new(routes))
         .service(files::page(static_dir));
 }
 

@@ -54,14 +54,16 @@ pub struct ListQuery {
     /// 1 to 100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (a video id).
+    #[param(pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub cursor: Option<String>,
     /// Only videos in this status.
     pub status: Option<VideoStatus>,
 }
 
 /// A `multipart/form-data` upload (documentation only: the form is streamed, not parsed into
-/// this).
+/// this). Other parts are read and ignored, up to 16 parts in all; part names must be valid
+/// header text.
 #[derive(ToSchema)]
 pub struct UploadForm {
     /// The video file; its `filename` is kept as data.
@@ -71,10 +73,37 @@ pub struct UploadForm {
     pub title: Option<String>,
 }
 
-/// A video file's bytes as the whole request body.
+/// A video file's bytes as the whole request body (not empty).
 #[derive(ToSchema)]
-#[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+#[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream", min_length = 1)]
 pub struct VideoBytes(pub Vec<u8>);
+
+/// One Server-Sent Event as a client parses it (the `text/event-stream` framing).
+#[derive(ToSchema)]
+pub struct EventFrame {
+    pub event: EventName,
+    /// Grows with every event of a stream; send the last one back as `Last-Event-ID` to resume.
+    #[schema(pattern = "^[0-9]+$")]
+    pub id: String,
+    /// JSON: a `VideoResource` for `snapshot`, `ready` and `failed`; a `ProgressUpdate` for
+    /// `progress`; `{"id", "status"}` for `status`, `canceled` and `reconnect`.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
+/// The event names of a video's stream, in the order they can come.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum EventName {
+    Snapshot,
+    Progress,
+    Status,
+    Ready,
+    Failed,
+    Canceled,
+    /// The server is going away; reconnect later.
+    Reconnect,
+}
 
 pub fn video_url(id: VideoId) -> String {
     format!("/api/v1/videos/{id}")

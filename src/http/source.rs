@@ -12,6 +12,7 @@ use tokio::io::AsyncReadExt;
 
 use super::parse_id;
 use super::ranged;
+use super::resource::VideoBytes;
 use crate::app::AppState;
 use crate::domain::VideoId;
 use crate::error::{ApiError, ErrorBody};
@@ -21,11 +22,14 @@ use crate::upload::sniff::{self, SNIFF_LEN};
 #[utoipa::path(
     tag = "videos",
     operation_id = "download_source",
-    params(("id" = String, Path, description = "Video id (lowercase hyphenated UUID)")),
+    params(("id" = String, Path, description = "Video id (lowercase hyphenated UUID)"),
+           ("Range" = Option<String>, Header, description = "`bytes=first-last`, `bytes=first-` or `bytes=-suffix`; one range gives a 206, several or another unit the whole file"),
+           ("If-Range" = Option<String>, Header, description = "An ETag or date: the range only if the file still matches it")),
     responses(
         (status = 200, description = "The original bytes, as the container's media type (`video/mp4`, `video/webm`, …)",
-         content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "One byte range, with `Content-Range`", content_type = "application/octet-stream", body = Vec<u8>),
+         content((VideoBytes = "video/*"), (VideoBytes = "application/mxf"), (VideoBytes = "application/octet-stream"))),
+        (status = 206, description = "One byte range, with `Content-Range`",
+         content((VideoBytes = "video/*"), (VideoBytes = "application/mxf"), (VideoBytes = "application/octet-stream"))),
         (status = 304, description = "Not modified (`If-None-Match` / `If-Modified-Since`)"),
         (status = 404, description = "No video with this id", body = ErrorBody),
         (status = 412, description = "`If-Match` / `If-Unmodified-Since` failed", body = ErrorBody),
@@ -45,7 +49,9 @@ pub async fn download_source(
 #[utoipa::path(
     tag = "videos",
     operation_id = "head_source",
-    params(("id" = String, Path, description = "Video id (lowercase hyphenated UUID)")),
+    params(("id" = String, Path, description = "Video id (lowercase hyphenated UUID)"),
+           ("Range" = Option<String>, Header, description = "`bytes=first-last`, `bytes=first-` or `bytes=-suffix`; one range gives a 206, several or another unit the whole file"),
+           ("If-Range" = Option<String>, Header, description = "An ETag or date: the range only if the file still matches it")),
     responses(
         (status = 200, description = "The headers of the whole download"),
         (status = 206, description = "The headers of one byte range"),

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use super::parse_id;
 use super::resource::{ListQuery, UploadForm, VideoBytes, VideoPage, VideoResource, video_url};
 use crate::app::{AppState, UploadMeta};
-use crate::domain::{VideoId, VideoStatus};
+use crate::domain::VideoStatus;
 use crate::error::{ApiError, ErrorBody};
 use crate::telemetry;
 use crate::upload;
@@ -192,7 +192,7 @@ pub async fn list_videos(
         ));
     }
     let cursor = match &query.cursor {
-        Some(text) => Some(text.parse::<VideoId>().map_err(|_| {
+        Some(text) => Some(parse_id(text).map_err(|_| {
             ApiError::bad_request(
                 "invalid_cursor",
                 "`cursor` is not a cursor from a previous page.",

@@ -35,6 +35,19 @@ async fn every_error_under_api_is_the_json_envelope() {
         ),
         (Method::GET, query("limit=0"), 400, "invalid_limit"),
         (Method::GET, query("cursor=zzz"), 400, "invalid_cursor"),
+        (
+            Method::GET,
+            query("cursor=01900000-0000-7000-8000-00000000ABCD"),
+            400,
+            "invalid_cursor",
+        ),
+        (
+            Method::from_bytes(b"TRACE").expect("method"),
+            "/healthz".into(),
+            405,
+            "method_not_allowed",
+        ),
+        (Method::POST, "/readyz".into(), 405, "method_not_allowed"),
         (Method::GET, "/api/nope".into(), 404, "not_found"),
         (Method::GET, "/api".into(), 404, "not_found"),
         (Method::GET, "/api/v1/".into(), 404, "not_found"),
@@ -258,6 +271,28 @@ async fn refusals_and_client_errors_are_not_logged_as_errors() {
         let _ = app.get_json(path).await;
     }
     let _ = app.upload_raw(&fixtures::tiny(), "text/plain").await;
+    // A request head actix-http cannot parse: answered 400 before reel sees it.
+    let mut socket = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    tokio::io::AsyncWriteExt::write_all(
+        &mut socket,
+        b"GET /healthz HTTP/1.1\r\nHost: reel\r\nBad\x01Name: y\r\n\r\n",
+    )
+    .await
+    .expect("head");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut socket, &mut answer),
+    )
+    .await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(app.metric("reel_http_unparsable_requests_total").await, 1.0);
 
     let bin = tempfile::tempdir().expect("dir");
     let probe = bin.path().join("slow-ffprobe");
