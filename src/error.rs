@@ -256,6 +256,11 @@ impl From<UploadError> for ApiError {
                 format!("A form field other than `file` is longer than {limit} bytes."),
             )
             .closing(),
+            UploadError::DuplicatePart { name } => Self::bad_request(
+                "duplicate_part",
+                format!("The form has more than one `{name}` part."),
+            )
+            .closing(),
             UploadError::TooManyParts { limit } => Self::bad_request(
                 "too_many_parts",
                 format!("The form has more than {limit} parts."),

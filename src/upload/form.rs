@@ -36,7 +36,8 @@ pub struct FormUpload {
 /// Reads a whole form. Errors: [`UploadError::IdleTimeout`] for a stall anywhere,
 /// [`UploadError::TooLarge`] past the file limit or the body budget, [`UploadError::Body`] for
 /// a malformed form or a dropped connection, [`UploadError::MissingFile`],
-/// [`UploadError::FieldTooLong`], [`UploadError::TooManyParts`], and the disk's errors. On any
+/// [`UploadError::FieldTooLong`], [`UploadError::TooManyParts`], [`UploadError::DuplicatePart`]
+/// (a second `file` or `title`), and the disk's errors. On any
 /// error the staged file is removed.
 pub async fn receive_form<S>(
     headers: &HeaderMap,
@@ -60,7 +61,13 @@ where
             return Err(UploadError::TooManyParts { limit: MAX_PARTS });
         }
         match field.name() {
-            Some("file") if upload.is_none() => {
+            Some("file") if upload.is_some() => {
+                return Err(UploadError::DuplicatePart { name: "file" });
+            }
+            Some("title") if title.is_some() => {
+                return Err(UploadError::DuplicatePart { name: "title" });
+            }
+            Some("file") => {
                 let filename = field
                     .content_disposition()
                     .and_then(|d| d.get_filename())
@@ -72,7 +79,7 @@ where
                 upload = Some((received, filename));
             }
             Some("title") => title = Some(read_small(&mut field, &stop).await?),
-            // Unknown parts (or a second file) are read and dropped, under the same guard.
+            // Unknown parts are read and dropped, under the same guard.
             _ => drain(&mut field, &stop).await?,
         }
     }

@@ -59,6 +59,8 @@ pub enum UploadError {
     FieldTooLong { limit: usize },
     #[error("the form has more than {limit} parts")]
     TooManyParts { limit: usize },
+    #[error("the form has more than one `{name}` part")]
+    DuplicatePart { name: &'static str },
     #[error(transparent)]
     Media(#[from] MediaError),
 }

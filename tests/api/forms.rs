@@ -206,10 +206,6 @@ async fn every_part_of_a_form_counts_against_the_upload_limit() {
             "a junk field after the file",
             form(&[("file", &file), ("note", &junk)]),
         ),
-        (
-            "a second file part",
-            form(&[("file", &file), ("file", &junk)]),
-        ),
         ("many small fields", {
             let parts: Vec<(&str, &[u8])> = (0..12).map(|_| ("note", &junk[..512 << 10])).collect();
             form(&parts)
@@ -234,6 +230,22 @@ async fn every_part_of_a_form_counts_against_the_upload_limit() {
         "a 5000-byte title",
     );
     assert_eq!(status, 400, "{title}");
+    for (label, parts) in [
+        ("two files", vec![("file", &file[..]), ("file", &file[..])]),
+        (
+            "two titles",
+            vec![
+                ("title", &b"a"[..]),
+                ("title", &b"b"[..]),
+                ("file", &file[..]),
+            ],
+        ),
+    ] {
+        let response = post_form(&app, form(&parts)).await.expect("post");
+        assert_eq!(response.status(), 400, "{label}");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "duplicate_part", "{label}");
+    }
     let parts: Vec<(&str, &[u8])> = (0..20).map(|_| ("note", &b"x"[..])).collect();
     let response = post_form(&app, form(&parts)).await.expect("post");
     assert_eq!(response.status(), 400, "20 parts");

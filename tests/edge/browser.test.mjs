@@ -186,3 +186,40 @@ test('the same ladder plays through hls.js, as in browsers without native HLS', 
   assert.deepEqual(problems, [], 'no script errors or CSP violations (hls.js uses a blob: worker)');
   await context.close();
 });
+
+test('the page served by reel alone, under reel\'s own CSP, plays through hls.js', { timeout: 60_000 }, async (t) => {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
+  await context.addInitScript(() => {
+    const canPlayType = HTMLMediaElement.prototype.canPlayType;
+    HTMLMediaElement.prototype.canPlayType = function (type) {
+      return /mpegurl/i.test(type) ? '' : canPlayType.call(this, type);
+    };
+  });
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && /Content Security Policy|Refused to/i.test(msg.text())) problems.push(`console: ${msg.text()}`);
+  });
+
+  const response = await page.goto(`${reel.url}/`, { waitUntil: 'load' });
+  const csp = response.headers()['content-security-policy'] || '';
+  assert.match(csp, /frame-ancestors 'self'/, `reel's page CSP: ${csp}`);
+  assert.match(csp, /script-src 'self'/);
+  assert.equal(response.headers()['x-content-type-options'], 'nosniff');
+  assert.equal(await page.evaluate(() => typeof window.Hls), 'function', 'hls.js loaded under the CSP');
+
+  await page.locator('.video-row .button.primary', { hasText: 'Play' }).first().click();
+  await page.waitForSelector('.rendition');
+  const played = await page.evaluate(() => {
+    const v = document.querySelector('#player');
+    v.muted = true;
+    return v.play().then(() => 'playing', (err) => `play() rejected: ${err.name}: ${err.message}`);
+  });
+  assert.equal(played, 'playing');
+  await page.waitForFunction(() => document.querySelector('#player').currentTime > 0.5, null, { timeout: 15_000 });
+  assert.match(await page.$eval('#player', (v) => v.src), /^blob:/, 'played through MediaSource (hls.js)');
+  t.diagnostic(`CSP: ${csp}`);
+  assert.deepEqual(problems, [], 'no script errors or CSP violations');
+  await context.close();
+});

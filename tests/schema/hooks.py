@@ -28,3 +28,16 @@ def map_body(context, body):
     if isinstance(body, (Binary, bytes)) and len(body.data if isinstance(body, Binary) else body):
         return CLIP
     return body
+
+
+@schemathesis.hook
+def filter_body(context, body):
+    """Skip form bodies whose `title` is not text: a multipart part is text on the wire, so a
+    title of 123, true or ["x"] arrives exactly as the string "123", "true" or "x" would, and no
+    server can tell it from a valid one (schemathesis would flag it as accepted invalid data)."""
+    operation = context.operation
+    if operation is None or operation.method.upper() != "POST" or operation.path != "/api/v1/videos":
+        return True
+    if isinstance(body, dict) and "title" in body:
+        return isinstance(body["title"], str) or body["title"] is None
+    return True
