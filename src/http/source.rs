@@ -4,10 +4,9 @@
 //! and `filename*=UTF-8''…` (RFC 8187) with the real name. The media type comes from the
 //! stored bytes (the same sniffing as at upload), not from anything the client said.
 
-use actix_web::http::header::{
-    self, Charset, ContentDisposition, DispositionParam, DispositionType, ExtendedValue,
-};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, head, web};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::io::AsyncReadExt;
 
 use super::parse_id;
@@ -90,7 +89,7 @@ async fn send_source(
             .finish());
     }
     let mut response = ranged::serve(req, &path, &content_type).await?;
-    if let Ok(value) = disposition.to_string().parse() {
+    if let Ok(value) = header::HeaderValue::from_str(&disposition) {
         response
             .headers_mut()
             .insert(header::CONTENT_DISPOSITION, value);
@@ -113,20 +112,31 @@ async fn media_type(path: &std::path::Path) -> Result<mime::Mime, ApiError> {
         .unwrap_or(mime::APPLICATION_OCTET_STREAM))
 }
 
-/// `attachment; filename="<ASCII>"; filename*=UTF-8''<percent-encoded UTF-8>`.
-pub fn attachment(id: VideoId, name: Option<&str>) -> ContentDisposition {
+/// RFC 8187 `attr-char`: what an ext-value may carry unencoded.
+const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `attachment; filename="<ASCII>"; filename*=UTF-8''<percent-encoded UTF-8>`, the UTF-8 name
+/// encoded exactly as RFC 8187 says (actix's `ExtendedValue` also encodes `-` and `.`-like
+/// attr-chars, which decoders accept but people read worse).
+pub fn attachment(id: VideoId, name: Option<&str>) -> String {
     let name = name.map_or_else(|| format!("{id}.video"), str::to_owned);
-    ContentDisposition {
-        disposition: DispositionType::Attachment,
-        parameters: vec![
-            DispositionParam::Filename(ascii_fallback(&name)),
-            DispositionParam::FilenameExt(ExtendedValue {
-                charset: Charset::Ext("UTF-8".into()),
-                language_tag: None,
-                value: name.into_bytes(),
-            }),
-        ],
-    }
+    format!(
+        "attachment; filename=\"{}\"; filename*=UTF-8''{}",
+        ascii_fallback(&name),
+        utf8_percent_encode(&name, ATTR_CHAR)
+    )
 }
 
 /// The name transliterated to ASCII (`Été à Noël.mp4` → `Ete a Noel.mp4`), keeping only
@@ -156,7 +166,7 @@ mod tests {
     #[test]
     fn the_fallback_is_plain_ascii_and_the_real_name_is_encoded() {
         let id = VideoId::new();
-        let header = attachment(id, Some("Été à Noël.mp4")).to_string();
+        let header = attachment(id, Some("Été à Noël.mp4"));
         assert_eq!(
             header,
             "attachment; filename=\"Ete a Noel.mp4\"; \
@@ -164,10 +174,7 @@ mod tests {
         );
         assert_eq!(ascii_fallback("a\"b\\c%41.mp4"), "a_b_c_41.mp4");
         assert_eq!(ascii_fallback("..."), "video");
-        assert!(
-            attachment(id, None)
-                .to_string()
-                .contains(&format!("{id}.video"))
-        );
+        assert!(attachment(id, None).ends_with(&format!("''{id}.video")));
+        assert!(attachment(id, Some("clip-4s.mp4")).ends_with("UTF-8''clip-4s.mp4"));
     }
 }
