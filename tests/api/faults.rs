@@ -147,11 +147,9 @@ async fn a_dropped_upload_leaves_nothing_behind() {
             .map(Vec::len),
         Some(0)
     );
-    assert_eq!(
-        app.upload(&fixtures::tiny()).await["status"],
-        "queued",
-        "the server is fine"
-    );
+    let accepted = app.upload(&fixtures::tiny()).await;
+    app.wait_for(accepted["id"].as_str().expect("id"), "ready")
+        .await;
 }
 
 /// A small tmpfs as the media volume; unmounted on drop.

@@ -10,6 +10,7 @@ mod forms;
 mod helpers;
 mod inputs;
 mod lifecycle;
+mod openapi;
 mod pipeline;
 mod ranges;
 mod upload;
