@@ -242,18 +242,6 @@ impl Store {
         rows.into_iter().map(Positioned::split).collect()
     }
 
-    /// 1-based position among queued videos (oldest first), `None` when not queued.
-    pub async fn queue_position(&self, id: VideoId) -> Result<Option<u32>, QueueError> {
-        let position: Option<i64> = sqlx::query_scalar(
-            "SELECT (SELECT COUNT(*) FROM videos q WHERE q.status = 'queued' AND q.id <= v.id) \
-             FROM videos v WHERE v.id = ?1 AND v.status = 'queued'",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(position.map(|p| u32::try_from(p).unwrap_or(u32::MAX)))
-    }
-
     /// Queued ids, oldest first (their index + 1 is their queue position).
     pub async fn queued_ids(&self, limit: u32) -> Result<Vec<VideoId>, QueueError> {
         let ids: Vec<String> = sqlx::query_scalar(
