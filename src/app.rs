@@ -229,6 +229,7 @@ fn http_server(
     let openapi = web::Data::new(http::openapi_document());
     let server = HttpServer::new(move || {
         let app = App::new()
+            .wrap(http::security_headers())
             .app_data(service.clone())
             .app_data(metrics.clone())
             .app_data(openapi.clone());

@@ -27,8 +27,7 @@ pub struct ApiError {
     retry_after: Option<u32>,
     /// Set when the request body was not read to the end: the connection cannot be reused.
     close: bool,
-    /// The `WWW-Authenticate` challenge of a 401 (RFC 6750 §3).
-    challenge: Option<String>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
     cause: Option<String>,
 }
 
@@ -53,7 +52,7 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             close: false,
-            challenge: None,
+            headers: Vec::new(),
             cause: None,
         }
     }
@@ -81,14 +80,37 @@ impl ApiError {
                 ),
             ),
         };
-        Self {
-            challenge: Some(challenge),
-            ..Self::new(StatusCode::UNAUTHORIZED, code, message)
+        let error = Self::new(StatusCode::UNAUTHORIZED, code, message);
+        match HeaderValue::from_str(&challenge) {
+            Ok(value) => error.with_header(header::WWW_AUTHENTICATE, value),
+            Err(_) => error,
         }
     }
 
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "No video with this id.")
+    }
+
+    /// No route under `/api/` has this path.
+    pub fn no_route() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Nothing here: see /api/v1/openapi.json for the routes.",
+        )
+    }
+
+    /// The path exists but not with this method; `allow` lists the methods it has.
+    pub fn method_not_allowed(allow: &str) -> Self {
+        let error = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("This path answers {allow} only."),
+        );
+        match HeaderValue::from_str(allow) {
+            Ok(value) => error.with_header(header::ALLOW, value),
+            Err(_) => error,
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -122,6 +144,84 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// Adds a header to the error response (`Allow` on a 405, `Content-Range` on a 416).
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// An extractor's rejection of `part` in the envelope, with the extractor's own status
+    /// (400, 413, 415, …) and its reason.
+    pub fn from_extractor(part: RequestPart, error: &impl ResponseError) -> Self {
+        let status = error.status_code();
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            status if status.is_server_error() => return Self::internal(error.to_string()),
+            _ => part.code(),
+        };
+        Self::new(
+            status,
+            code,
+            format!("The {} is not valid: {error}", part.name()),
+        )
+    }
+}
+
+impl ApiError {
+    /// A JSON body refused by `web::Json`: 415 when it is not `application/json`, 413 past the
+    /// size limit, else 400 `invalid_body` with the parser's reason.
+    pub fn from_json(error: &actix_web::error::JsonPayloadError) -> Self {
+        use actix_web::error::JsonPayloadError;
+        match error {
+            JsonPayloadError::ContentType => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Send the body as application/json.",
+            ),
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                Self::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "The request body is too large.",
+                )
+            }
+            JsonPayloadError::Deserialize(reason) => {
+                Self::bad_request("invalid_body", format!("The body is not valid: {reason}."))
+            }
+            _ => Self::bad_request("invalid_body", "The body could not be read as JSON."),
+        }
+    }
+}
+
+/// The part of a request an extractor reads.
+#[derive(Debug, Clone, Copy)]
+pub enum RequestPart {
+    Query,
+    Path,
+    Json,
+    Form,
+}
+
+impl RequestPart {
+    fn code(self) -> &'static str {
+        match self {
+            Self::Query => "invalid_query",
+            Self::Path => "invalid_path",
+            Self::Json => "invalid_json",
+            Self::Form => "invalid_form",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Query => "query string",
+            Self::Path => "path",
+            Self::Json => "JSON body",
+            Self::Form => "form body",
+        }
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -142,21 +242,29 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.status.is_server_error() {
-            tracing::error!(
+        // A refusal (queue full, disk nearly full, shutting down) is the server protecting
+        // itself and a 4xx is the client's mistake: neither is a fault worth an ERROR line.
+        match self.status {
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::INSUFFICIENT_STORAGE => {
+                tracing::warn!(code = self.code, "request refused");
+            }
+            status if status.is_server_error() => tracing::error!(
                 code = self.code,
                 cause = self.cause.as_deref().unwrap_or(""),
                 "request failed"
-            );
+            ),
+            _ => tracing::info!(
+                status = self.status.as_u16(),
+                code = self.code,
+                "request rejected"
+            ),
         }
         let mut response = HttpResponse::build(self.status);
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
         }
-        if let Some(challenge) = &self.challenge
-            && let Ok(value) = HeaderValue::from_str(challenge)
-        {
-            response.insert_header((header::WWW_AUTHENTICATE, value));
+        for (name, value) in &self.headers {
+            response.insert_header((name.clone(), value.clone()));
         }
         if self.close {
             response.force_close();
@@ -199,6 +307,24 @@ impl From<UploadError> for ApiError {
             )
             .closing(),
             UploadError::Body(reason) => Self::bad_request("bad_body", format!("The upload could not be read: {reason}")).closing(),
+            UploadError::MissingFile => {
+                Self::bad_request("missing_file", "The form has no `file` field.")
+            }
+            UploadError::FieldTooLong { limit } => Self::bad_request(
+                "field_too_long",
+                format!("A form field other than `file` is longer than {limit} bytes."),
+            )
+            .closing(),
+            UploadError::DuplicatePart { name } => Self::bad_request(
+                "duplicate_part",
+                format!("The form has more than one `{name}` part."),
+            )
+            .closing(),
+            UploadError::TooManyParts { limit } => Self::bad_request(
+                "too_many_parts",
+                format!("The form has more than {limit} parts."),
+            )
+            .closing(),
             UploadError::Media(error) => Self::from(error).closing(),
         }
     }

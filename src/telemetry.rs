@@ -3,6 +3,9 @@
 use metrics::{describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
@@ -18,18 +21,64 @@ pub const WEBHOOK_DELIVERIES: &str = "reel_webhook_deliveries_total";
 pub const WEBHOOK_DURATION: &str = "reel_webhook_delivery_duration_seconds";
 pub const WEBHOOK_CIRCUIT: &str = "reel_webhook_circuit_state";
 pub const WEBHOOK_DEAD_LETTERS: &str = "reel_webhook_dead_letters_total";
+pub const BAD_REQUESTS: &str = "reel_http_unparsable_requests_total";
 
 /// Installs the global tracing subscriber; `RUST_LOG` overrides the default level.
 pub fn init_tracing(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry();
     let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => registry
+            .with(layer.with_filter(filter).with_filter(NoClientParseErrors))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                layer
+                    .json()
+                    .with_filter(filter)
+                    .with_filter(NoClientParseErrors),
+            )
+            .try_init(),
     };
+}
+
+/// actix-http logs a request it cannot parse (a client's malformed head) at ERROR, as
+/// `stream error: request parse error: …`, after answering it 400. That is the client's
+/// fault, not the server's: it is counted in [`BAD_REQUESTS`] instead of logged.
+struct NoClientParseErrors;
+
+impl<S: tracing::Subscriber> Filter<S> for NoClientParseErrors {
+    fn enabled(&self, _: &tracing::Metadata<'_>, _: &Context<'_, S>) -> bool {
+        true
+    }
+
+    fn event_enabled(&self, event: &tracing::Event<'_>, _: &Context<'_, S>) -> bool {
+        let metadata = event.metadata();
+        if *metadata.level() != tracing::Level::ERROR
+            || !metadata.target().starts_with("actix_http::h1")
+        {
+            return true;
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        if message.0.starts_with("stream error: request parse error") {
+            metrics::counter!(BAD_REQUESTS).increment(1);
+            return false;
+        }
+        true
+    }
+}
+
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
 }
 
 /// Builds the Prometheus recorder. Installed globally once per process; later calls (tests
@@ -102,6 +151,10 @@ fn describe() {
     describe_counter!(
         WEBHOOK_DEAD_LETTERS,
         "Webhook events moved to an endpoint's dead letters after their last attempt."
+    );
+    describe_counter!(
+        BAD_REQUESTS,
+        "Requests whose head could not be parsed (answered 400 by actix-http)."
     );
 }
 

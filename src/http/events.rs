@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::parse_id;
-use super::resource::VideoResource;
+use super::resource::{EventFrame, VideoResource};
 use crate::auth::Caller;
 use crate::auth::playback::PlaybackSigner;
 use crate::domain::{Video, VideoId, VideoStatus};
@@ -118,12 +118,12 @@ struct Live {
 /// Live progress of one video as Server-Sent Events.
 #[utoipa::path(
     tag = "videos",
-    params(("id" = String, Path, description = "Video id"),
+    params(("id" = String, Path, description = "Video id (lowercase hyphenated UUID)"),
            ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
     responses(
         (status = 200, description = "`snapshot`, then `progress` / `status` events, then one of `ready`, `failed`, `canceled`",
-         content_type = "text/event-stream", body = String),
-        (status = 404, body = ErrorBody)
+         content_type = "text/event-stream", body = EventFrame),
+        (status = 404, description = "No video with this id", body = ErrorBody)
     )
 )]
 #[get("/api/v1/videos/{id}/events")]

@@ -1,11 +1,10 @@
 //! `/hls/…`, for running without nginx in front.
 
-use actix_files::NamedFile;
 use actix_web::http::header::{self, CacheControl, CacheDirective};
 
 use actix_web::{HttpRequest, HttpResponse, route, web};
 
-use super::parse_id;
+use super::{parse_id, ranged};
 use crate::auth::playback::sign_playlist;
 use crate::error::ApiError;
 use crate::service::Service;
@@ -40,8 +39,9 @@ struct PlaybackQuery {
     sig: Option<String>,
 }
 
-/// Playlists, segments and poster of a published ladder, with Range support. A private
-/// ladder needs a signed link (`?exp=&sig=`, see `auth::playback`).
+/// Playlists, segments and poster of a published ladder, with Range support (RFC 9110 §14).
+/// A private ladder needs a signed link (`?exp=&sig=`, see `auth::playback`), and its
+/// playlists are served with that signature appended to every URI inside them.
 #[route("/hls/{id}/{tail:.*}", method = "GET", method = "HEAD")]
 pub async fn hls(
     service: web::Data<Service>,
@@ -76,7 +76,6 @@ pub async fn hls(
         ]),
     };
     let mut response = match (&signed, name.ends_with(".m3u8")) {
-        // A private playlist's URIs carry the signature, so the player's next requests do too.
         (Some(query), true) => {
             let text = tokio::fs::read_to_string(&path)
                 .await
@@ -85,11 +84,7 @@ pub async fn hls(
                 .content_type(mime)
                 .body(sign_playlist(&text, query))
         }
-        _ => NamedFile::open_async(path)
-            .await
-            .map_err(|_| ApiError::not_found())?
-            .set_content_type(mime)
-            .into_response(&req),
+        _ => ranged::serve(&req, &path, &mime).await?,
     };
     response.headers_mut().insert(
         header::CACHE_CONTROL,

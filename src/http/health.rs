@@ -38,9 +38,13 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Ready to take an upload and run a job: database, media volume, free space, tools.
-#[utoipa::path(tag = "health", responses(
-    (status = 200, description = "Ready", body = Health),
-    (status = 503, description = "Not ready; the fields say why", body = Health)))]
+#[utoipa::path(
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready to take uploads and run jobs", body = Health),
+        (status = 503, description = "Not ready; the body says which part is not", body = Health),
+    )
+)]
 #[get("/readyz")]
 pub async fn readyz(service: web::Data<Service>) -> HttpResponse {
     let checks = service.readiness().await;
@@ -78,6 +82,10 @@ pub async fn prometheus_metrics(
 }
 
 /// This API's OpenAPI document, generated from the handlers.
+#[utoipa::path(
+    tag = "health",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object))
+)]
 #[get("/api/v1/openapi.json")]
 pub async fn openapi(document: web::Data<utoipa::openapi::OpenApi>) -> HttpResponse {
     HttpResponse::Ok().json(document.get_ref())

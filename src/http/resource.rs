@@ -67,8 +67,10 @@ pub struct VideoPage {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (a video id).
+    #[param(pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub cursor: Option<String>,
     /// Only videos in this status.
     pub status: Option<VideoStatus>,
@@ -86,6 +88,53 @@ pub struct VideoPatch {
     /// `private` ladders are served only with the signed links the resource carries (the
     /// server needs a `--playback-secret`).
     pub visibility: Option<Visibility>,
+}
+
+/// A `multipart/form-data` upload (documentation only: the form is streamed, not parsed into
+/// this). Other parts are read and ignored, up to 16 parts in all; part names must be valid
+/// header text.
+#[derive(ToSchema)]
+pub struct UploadForm {
+    /// The video file; its `filename` is kept as data.
+    #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+    pub file: Vec<u8>,
+    /// Up to 200 characters are kept.
+    pub title: Option<String>,
+    /// `private` ladders are served only with signed links (the server needs a
+    /// `--playback-secret`).
+    pub visibility: Option<Visibility>,
+}
+
+/// A video file's bytes as the whole request body (not empty).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream", min_length = 1)]
+pub struct VideoBytes(pub Vec<u8>);
+
+/// One Server-Sent Event as a client parses it (the `text/event-stream` framing).
+#[derive(ToSchema)]
+pub struct EventFrame {
+    pub event: EventName,
+    /// Grows with every event of a stream; send the last one back as `Last-Event-ID` to resume.
+    #[schema(pattern = "^[0-9]+$")]
+    pub id: String,
+    /// JSON: a `VideoResource` for `snapshot`, `ready` and `failed`; a `ProgressUpdate` for
+    /// `progress`; `{"id", "status"}` for `status`, `canceled` and `reconnect`.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
+/// The event names of a video's stream, in the order they can come.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum EventName {
+    Snapshot,
+    Progress,
+    Status,
+    Ready,
+    Failed,
+    Canceled,
+    /// The server is going away; reconnect later.
+    Reconnect,
 }
 
 pub fn video_url(id: VideoId) -> String {

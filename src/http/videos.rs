@@ -1,27 +1,22 @@
 //! `POST/GET/DELETE /api/v1/videos…`: upload, read, list, delete, download.
 
-use actix_files::NamedFile;
-use actix_multipart::Multipart;
-use actix_web::error::JsonPayloadError;
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
-use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, route, web};
-use futures_util::StreamExt;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 
 use super::parse_id;
-use super::resource::{ListQuery, VideoPage, VideoPatch, VideoResource, video_url};
+use super::resource::{
+    ListQuery, UploadForm, VideoBytes, VideoPage, VideoPatch, VideoResource, video_url,
+};
 use crate::auth::Caller;
-use crate::domain::{Video, VideoId, Visibility};
+use crate::domain::{Video, Visibility};
 use crate::error::{ApiError, ErrorBody};
 use crate::service::{Service, UploadMeta};
 use crate::store::VideoQuery;
 use crate::telemetry;
-use crate::upload::{self, UploadError};
+use crate::upload;
 
 /// Longest title or file name kept, in characters.
 const MAX_TEXT: usize = 200;
-/// Largest non-file multipart field read (a title), in bytes.
-const MAX_FIELD: usize = 4096;
 
 fn header_text(req: &HttpRequest, name: &str) -> Option<String> {
     let raw = req.headers().get(name)?.to_str().ok()?;
@@ -89,17 +84,26 @@ fn count_rejection(error: &ApiError) {
 /// Upload a video: multipart (`file`, optional `title`) or a raw body.
 #[utoipa::path(
     tag = "videos",
-    request_body(content = Vec<u8>, description = "The video bytes (raw), or multipart/form-data with `file` and `title`",
-        content_type = "application/octet-stream"),
-    params(("X-Filename" = Option<String>, Header, description = "Original file name (raw uploads)"),
-           ("X-Title" = Option<String>, Header, description = "Title (raw uploads)"),
+    request_body(
+        description = "A form with the file (`file`, optional `title`), or the video's bytes as the body",
+        content(
+            (UploadForm = "multipart/form-data"),
+            (VideoBytes = "video/*"),
+            (VideoBytes = "application/octet-stream"),
+        )
+    ),
+    params(("X-Filename" = Option<String>, Header, description = "Original file name, percent-encoded UTF-8 (raw uploads)"),
+           ("X-Title" = Option<String>, Header, description = "Title, percent-encoded UTF-8 (raw uploads)"),
            ("X-Visibility" = Option<String>, Header, description = "`public` (default) or `private` (raw uploads)")),
     responses(
-        (status = 202, description = "Accepted and queued", body = VideoResource, headers(("Location" = String))),
-        (status = 400, description = "Empty or unreadable body", body = ErrorBody),
+        (status = 202, description = "Accepted and queued", body = VideoResource,
+         headers(("Location" = String, description = "The new video's URL"))),
+        (status = 400, description = "Empty body, malformed form, no `file` part, a field too long", body = ErrorBody),
+        (status = 408, description = "The client stopped sending for the idle timeout", body = ErrorBody),
         (status = 413, description = "Larger than the upload limit", body = ErrorBody),
-        (status = 415, description = "Not a video container", body = ErrorBody),
-        (status = 503, description = "Queue full or shutting down; see Retry-After", body = ErrorBody),
+        (status = 415, description = "Not a video container, or not a video content type", body = ErrorBody),
+        (status = 503, description = "Queue full or shutting down; see Retry-After", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 507, description = "The media volume is nearly full", body = ErrorBody),
     )
 )]
@@ -143,42 +147,20 @@ async fn receive_upload(
         // The declared length includes the form's framing, so it is not held against the limit.
         meta.protocol = "multipart";
         service.admit_upload(caller, &meta).await?;
-        let mut form = Multipart::new(req.headers(), payload);
-        let mut received = None;
-        while let Some(field) = form.next().await {
-            let mut field = field.map_err(|e| ApiError::from(UploadError::Body(e.to_string())))?;
-            match field.name() {
-                Some("file") if received.is_none() => {
-                    meta.filename = field
-                        .content_disposition()
-                        .and_then(|d| d.get_filename())
-                        .and_then(clean_text);
-                    received = Some(upload::receive(&mut field, service.media(), limits).await?);
-                }
-                Some("title") => {
-                    let mut text = Vec::new();
-                    while let Some(chunk) = field.next().await {
-                        let chunk =
-                            chunk.map_err(|e| ApiError::from(UploadError::Body(e.to_string())))?;
-                        if text.len() + chunk.len() > MAX_FIELD {
-                            return Err(ApiError::bad_request(
-                                "title_too_long",
-                                "The title is too long.",
-                            )
-                            .closing());
-                        }
-                        text.extend_from_slice(&chunk);
-                    }
-                    meta.title = clean_text(&String::from_utf8_lossy(&text));
-                }
-                // Unknown fields (or a second file) are read and dropped.
-                _ => while field.next().await.is_some() {},
-            }
-        }
-        let received = received.ok_or_else(|| {
-            ApiError::bad_request("missing_file", "The form has no `file` field.")
-        })?;
-        return Ok(service.file_upload(caller, received, meta).await?);
+        let form =
+            upload::form::receive_form(req.headers(), payload, service.media(), limits).await?;
+        meta.filename = form.filename.as_deref().and_then(clean_text);
+        meta.title = form
+            .title
+            .as_deref()
+            .and_then(|title| clean_text(&String::from_utf8_lossy(title)));
+        meta.visibility = visibility(
+            form.visibility
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .as_deref(),
+        )?;
+        return Ok(service.file_upload(caller, form.received, meta).await?);
     }
 
     let is_video =
@@ -203,8 +185,11 @@ async fn receive_upload(
 /// One video.
 #[utoipa::path(
     tag = "videos",
-    params(("id" = String, Path, description = "Video id")),
-    responses((status = 200, body = VideoResource), (status = 404, body = ErrorBody))
+    params(("id" = String, Path, description = "Video id (lowercase hyphenated UUID)")),
+    responses(
+        (status = 200, description = "The video", body = VideoResource),
+        (status = 404, description = "No video with this id", body = ErrorBody),
+    )
 )]
 #[get("/api/v1/videos/{id}")]
 pub async fn get_video(
@@ -220,7 +205,10 @@ pub async fn get_video(
 #[utoipa::path(
     tag = "videos",
     params(ListQuery),
-    responses((status = 200, body = VideoPage), (status = 400, body = ErrorBody))
+    responses(
+        (status = 200, description = "One page of videos", body = VideoPage),
+        (status = 400, description = "A malformed query: `limit` outside 1–100, an unknown `status`, a bad `cursor`, a repeated parameter", body = ErrorBody),
+    )
 )]
 #[get("/api/v1/videos")]
 pub async fn list_videos(
@@ -236,7 +224,7 @@ pub async fn list_videos(
         ));
     }
     let before = match &query.cursor {
-        Some(text) => Some(text.parse::<VideoId>().map_err(|_| {
+        Some(text) => Some(parse_id(text).map_err(|_| {
             ApiError::bad_request(
                 "invalid_cursor",
                 "`cursor` is not a cursor from a previous page.",
@@ -299,29 +287,7 @@ fn new_title(text: &str) -> Result<String, ApiError> {
     Ok(cleaned.to_owned())
 }
 
-/// Why a JSON body was refused, in the error envelope.
-fn json_body_error(error: &actix_web::Error) -> ApiError {
-    match error.as_error::<JsonPayloadError>() {
-        Some(JsonPayloadError::ContentType) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Send the changes as application/json.",
-        ),
-        Some(JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. }) => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "The request body is too large.",
-            )
-        }
-        Some(JsonPayloadError::Deserialize(reason)) => {
-            ApiError::bad_request("invalid_body", format!("The body is not valid: {reason}."))
-        }
-        _ => ApiError::bad_request("invalid_body", "The body could not be read as JSON."),
-    }
-}
-
-/// Change a video's title.
+/// Change a video's title or visibility (its owner or an admin).
 #[utoipa::path(
     tag = "videos",
     params(("id" = String, Path, description = "Video id")),
@@ -329,7 +295,7 @@ fn json_body_error(error: &actix_web::Error) -> ApiError {
     responses(
         (status = 200, description = "The changed video", body = VideoResource),
         (status = 400, description = "Not a valid patch, or an empty or too long title", body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "No such video, or not the caller's", body = ErrorBody),
         (status = 415, description = "The body is not application/json", body = ErrorBody),
     )
 )]
@@ -338,10 +304,10 @@ pub async fn patch_video(
     service: web::Data<Service>,
     caller: Caller,
     id: web::Path<String>,
-    body: Result<web::Json<VideoPatch>, actix_web::Error>,
+    body: web::Json<VideoPatch>,
 ) -> Result<web::Json<VideoResource>, ApiError> {
     let id = parse_id(&id)?;
-    let patch = body.map_err(|e| json_body_error(&e))?.into_inner();
+    let patch = body.into_inner();
     let changes = crate::store::VideoPatch {
         title: patch.title.as_deref().map(new_title).transpose()?.map(Some),
         visibility: patch.visibility,
@@ -353,8 +319,11 @@ pub async fn patch_video(
 /// Delete a video: cancels its job (killing ffmpeg) and removes source and outputs.
 #[utoipa::path(
     tag = "videos",
-    params(("id" = String, Path, description = "Video id")),
-    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody))
+    params(("id" = String, Path, description = "Video id (lowercase hyphenated UUID)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No video with this id", body = ErrorBody),
+    )
 )]
 #[delete("/api/v1/videos/{id}")]
 pub async fn delete_video(
@@ -364,60 +333,4 @@ pub async fn delete_video(
 ) -> Result<HttpResponse, ApiError> {
     service.delete(&caller, parse_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// The original upload, with Range support.
-#[utoipa::path(
-    tag = "videos",
-    params(("id" = String, Path, description = "Video id")),
-    responses((status = 200, description = "The original bytes", content_type = "application/octet-stream"),
-              (status = 206, description = "A byte range"), (status = 404, body = ErrorBody))
-)]
-#[route("/api/v1/videos/{id}/source", method = "GET", method = "HEAD")]
-pub async fn download_source(
-    service: web::Data<Service>,
-    caller: Caller,
-    id: web::Path<String>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    let source = service.source(&caller, id).await?;
-    let name = source
-        .video
-        .filename
-        .clone()
-        .unwrap_or_else(|| format!("{id}.video"));
-    let disposition = ContentDisposition {
-        disposition: DispositionType::Attachment,
-        parameters: vec![DispositionParam::Filename(name)],
-    };
-    if service.config.accel_redirect {
-        // nginx sends the file from its internal `/_sources/` location, with Range and sendfile.
-        return Ok(HttpResponse::Ok()
-            .insert_header(("X-Accel-Redirect", format!("/_sources/{id}")))
-            .insert_header((header::CONTENT_DISPOSITION, disposition))
-            .content_type(mime::APPLICATION_OCTET_STREAM)
-            .finish());
-    }
-    let file = NamedFile::open_async(&source.path)
-        .await
-        .map_err(|_| ApiError::not_found())?;
-    let file = file
-        .set_content_type(mime::APPLICATION_OCTET_STREAM)
-        .set_content_disposition(disposition);
-    let response = file.into_response(&req);
-    if req.method() == actix_web::http::Method::GET && response.status().is_success() {
-        let range = req
-            .headers()
-            .get(header::RANGE)
-            .and_then(|v| v.to_str().ok());
-        let bytes = response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        service.record_download(&source.video, bytes, range).await;
-    }
-    Ok(response)
 }

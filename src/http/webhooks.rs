@@ -1,8 +1,6 @@
 //! `/api/v1/webhooks`: endpoints that receive signed video events (Standard Webhooks), their
 //! delivery state, and their dead letters.
 
-use actix_web::error::JsonPayloadError;
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, delete, get, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -136,9 +134,9 @@ pub struct Redelivery {
 pub async fn create_webhook(
     service: web::Data<Service>,
     caller: Caller,
-    body: Result<web::Json<CreateWebhook>, actix_web::Error>,
+    body: web::Json<CreateWebhook>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.map_err(|e| json_error(&e))?.into_inner();
+    let body = body.into_inner();
     let input = WebhookInput {
         url: body.url,
         events: body.events,
@@ -325,27 +323,5 @@ impl From<&DeadLetter> for DeadLetterResource {
             redelivering: dead.redeliver,
             payload: serde_json::from_str(&dead.payload).unwrap_or(serde_json::Value::Null),
         }
-    }
-}
-
-/// A JSON body that could not be read, in the error shape.
-fn json_error(error: &actix_web::Error) -> ApiError {
-    match error.as_error::<JsonPayloadError>() {
-        Some(JsonPayloadError::ContentType) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Send the webhook as application/json.",
-        ),
-        Some(JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. }) => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "The request body is too large.",
-            )
-        }
-        Some(JsonPayloadError::Deserialize(reason)) => {
-            ApiError::bad_request("invalid_body", format!("The body is not valid: {reason}."))
-        }
-        _ => ApiError::bad_request("invalid_body", "The body could not be read as JSON."),
     }
 }

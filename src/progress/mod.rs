@@ -40,6 +40,14 @@ pub struct ProgressUpdate {
     pub eta_seconds: Option<f64>,
     /// 1-based place in the queue while queued.
     pub queue_position: Option<u32>,
+    /// When the hub published this event: RFC 3339, UTC, microseconds
+    /// (`2026-11-25T10:00:00.123456Z`). Receipt time minus this is the delivery lag.
+    pub at: String,
+}
+
+/// Now, as [`ProgressUpdate::at`] writes it.
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
 }
 
 impl ProgressUpdate {
@@ -55,6 +63,7 @@ impl ProgressUpdate {
             speed: None,
             eta_seconds: None,
             queue_position: None,
+            at: now_rfc3339(),
         }
     }
 }
@@ -194,6 +203,7 @@ impl Hub {
                 update.percent = (state.progress * 1000.0).round() / 10.0;
             }
             state.progress = update.progress;
+            update.at = now_rfc3339();
         }
         let stamped = Arc::new(Stamped {
             id: match event_id {

@@ -28,7 +28,7 @@ pub const REQUIRED_FILTERS: [&str; 18] = [
 ];
 /// Encoders the ladder and poster use.
 pub const REQUIRED_ENCODERS: [&str; 3] = ["libx264", "aac", "mjpeg"];
-const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {

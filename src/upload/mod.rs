@@ -5,6 +5,8 @@
 //! the first bytes are sniffed for a video container. Any failure drops the staged file, which
 //! removes it.
 
+mod body;
+pub mod form;
 pub mod sniff;
 
 use std::io;
@@ -51,6 +53,14 @@ pub enum UploadError {
     IdleTimeout(Duration),
     #[error("the upload body could not be read: {0}")]
     Body(String),
+    #[error("the form has no `file` field")]
+    MissingFile,
+    #[error("a form field other than `file` is longer than {limit} bytes")]
+    FieldTooLong { limit: usize },
+    #[error("the form has more than {limit} parts")]
+    TooManyParts { limit: usize },
+    #[error("the form has more than one `{name}` part")]
+    DuplicatePart { name: &'static str },
     #[error(transparent)]
     Media(#[from] MediaError),
 }

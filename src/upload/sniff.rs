@@ -24,10 +24,14 @@ pub enum Container {
 }
 
 impl Container {
-    /// The container's media type (what a download of the original is served as).
-    pub fn mime(self) -> &'static str {
+    /// The media type a download of this container is sent as. `head` (the file's first
+    /// bytes) tells QuickTime from MP4 (`ftyp` brand `qt  `) and WebM from Matroska (EBML
+    /// DocType `webm`).
+    pub fn media_type(self, head: &[u8]) -> &'static str {
         match self {
+            Self::IsoBmff if head.get(8..12) == Some(b"qt  ") => "video/quicktime",
             Self::IsoBmff => "video/mp4",
+            Self::Matroska if is_webm(head) => "video/webm",
             Self::Matroska => "video/x-matroska",
             Self::Avi => "video/x-msvideo",
             Self::MpegTs => "video/mp2t",
@@ -38,6 +42,19 @@ impl Container {
             Self::Mxf => "application/mxf",
         }
     }
+}
+
+/// The media type of a file whose first bytes are `head`; `application/octet-stream` when it
+/// is no container reel knows.
+pub fn media_type(head: &[u8]) -> &'static str {
+    sniff(head).map_or("application/octet-stream", |container| {
+        container.media_type(head)
+    })
+}
+
+/// An EBML header whose DocType element (id `0x4282`, size `0x84`) says `webm`.
+fn is_webm(head: &[u8]) -> bool {
+    head.windows(7).any(|w| w == b"\x42\x82\x84webm")
 }
 
 /// Names the container of `head`, the first bytes of a file, or `None` when it is not a video container.
@@ -115,6 +132,20 @@ mod tests {
         ts[188] = 0x47;
         ts[376] = 0x47;
         assert_eq!(sniff(&ts), Some(Container::MpegTs));
+    }
+
+    #[test]
+    fn media_types_follow_the_container_and_its_brand() {
+        assert_eq!(media_type(&with_box(b"ftyp")), "video/mp4");
+        let mut mov = vec![0, 0, 0, 0x14];
+        mov.extend_from_slice(b"ftypqt  \0\0\x02\0");
+        assert_eq!(media_type(&mov), "video/quicktime");
+        let webm = [
+            0x1A, 0x45, 0xDF, 0xA3, 0x9F, 0x42, 0x82, 0x84, b'w', b'e', b'b', b'm',
+        ];
+        assert_eq!(media_type(&webm), "video/webm");
+        assert_eq!(media_type(&webm[..5]), "video/x-matroska");
+        assert_eq!(media_type(b"not a video"), "application/octet-stream");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::fixtures::{self, dir, make};
-use crate::helpers::{DEADLINE, TestApp};
+use crate::helpers::TestApp;
 use crate::ladder_checks::{Expect, assert_ladder};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -301,19 +301,8 @@ async fn every_bad_or_odd_input_gets_its_expected_outcome() {
             }
         }
     }
-    let started = std::time::Instant::now();
     for (label, id, path, expected) in queued {
-        let video = loop {
-            let video = app.video(&id).await;
-            if ["ready", "failed"].contains(&video["status"].as_str().unwrap_or("")) {
-                break video;
-            }
-            assert!(
-                started.elapsed() < DEADLINE * 3,
-                "{label}: never ready or failed: {video}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        };
+        let video = app.wait_for_one_of(&id, &["ready", "failed"]).await;
         match expected {
             Expected::Ready => {
                 assert_eq!(video["status"], "ready", "{label}: {video}");

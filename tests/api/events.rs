@@ -34,6 +34,20 @@ async fn events_start_with_a_snapshot_rise_monotonically_and_end_after_one_termi
         .find(|e| e.event == "progress" && e.data["step"] == "encoding")
         .expect("an encoding event");
     assert!(encoding.data.get("percent").is_some() && encoding.data.get("eta_seconds").is_some());
+    // Every progress event says when it was published (RFC 3339, UTC, µs): fixed width, so
+    // the strings sort as the instants do.
+    let published: Vec<&str> = events
+        .iter()
+        .filter(|e| e.event == "progress")
+        .map(|e| e.data["at"].as_str().expect("`at` on every progress event"))
+        .collect();
+    assert!(
+        published
+            .iter()
+            .all(|at| at.len() == 27 && at.ends_with('Z')),
+        "{published:?}"
+    );
+    assert!(published.windows(2).all(|w| w[0] <= w[1]), "{published:?}");
 
     let terminal: Vec<_> = events
         .iter()

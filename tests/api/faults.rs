@@ -3,13 +3,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::fixtures;
-use crate::helpers::{TestApp, streamed};
+use crate::helpers::{TestApp, streamed, wait_until};
 
 /// A stand-in binary that hangs like a wedged ffmpeg or ffprobe would; while it runs, its
 /// command line is `<name>-running 600`. It answers reel's start-up check (`-version`,
@@ -25,14 +25,6 @@ fn hanging_binary(dir: &Path, name: &str, tool: &str) -> PathBuf {
     .expect("write script");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     path
-}
-
-async fn wait_until(what: &str, deadline: Duration, mut done: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !done().await {
-        assert!(started.elapsed() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn mp4_head() -> Vec<u8> {
@@ -137,7 +129,13 @@ async fn a_dropped_upload_leaves_nothing_behind() {
         let mut body = mp4_head();
         body.resize(300 * 1024, 7);
         socket.write_all(&body).await.expect("some bytes");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The spec is about removing a partial file, so first there must be one.
+        wait_until(
+            "the partial upload in tmp/",
+            Duration::from_secs(10),
+            async || !app.files_in("tmp").is_empty(),
+        )
+        .await;
     }
     wait_until(
         "the partial upload to be removed",
@@ -152,11 +150,9 @@ async fn a_dropped_upload_leaves_nothing_behind() {
             .map(Vec::len),
         Some(0)
     );
-    assert_eq!(
-        app.upload(&fixtures::tiny()).await["status"],
-        "queued",
-        "the server is fine"
-    );
+    let accepted = app.upload(&fixtures::tiny()).await;
+    app.wait_for(accepted["id"].as_str().expect("id"), "ready")
+        .await;
 }
 
 /// A small tmpfs as the media volume; unmounted on drop.
@@ -165,15 +161,22 @@ struct SmallDisk {
 }
 
 impl SmallDisk {
-    fn mount(megabytes: u32) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().ok()?;
-        let status = std::process::Command::new("mount")
+    /// Panics when the mount fails: the spec needs root (as the test command and CI run), and
+    /// a spec that did not run must not pass.
+    fn mount(megabytes: u32) -> SmallDisk {
+        let dir = tempfile::tempdir().expect("mount point");
+        let output = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
             .arg(dir.path())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then_some(SmallDisk { dir })
+            .output()
+            .expect("run mount (util-linux)");
+        assert!(
+            output.status.success(),
+            "cannot mount a {megabytes} MiB tmpfs for the full-disk spec (it needs root, as \
+             scripts/test and CI run): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        SmallDisk { dir }
     }
 
     fn free(&self) -> u64 {
@@ -201,12 +204,7 @@ impl Drop for SmallDisk {
 
 #[tokio::test]
 async fn a_full_disk_fails_one_upload_and_one_job_cleanly_and_work_resumes_when_space_is_back() {
-    let Some(disk) = SmallDisk::mount(48) else {
-        eprintln!(
-            "SKIPPED: cannot mount a tmpfs here (needs root); the full-disk spec did not run"
-        );
-        return;
-    };
+    let disk = SmallDisk::mount(48);
     let database = tempfile::tempdir().expect("db dir");
     let database_url = format!("sqlite://{}/reel.db", database.path().display());
     let app = TestApp::spawn_in(

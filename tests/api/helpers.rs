@@ -140,16 +140,13 @@ impl TestApp {
         response.text().await.expect("text")
     }
 
-    /// A gauge or counter value from `/metrics`.
-    pub async fn metric(&self, name: &str) -> f64 {
-        self.metrics_text()
-            .await
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(name)
-                    .and_then(|rest| rest.trim().parse().ok())
-            })
-            .unwrap_or(0.0)
+    /// The value of one series from `/metrics`, named exactly as exposed: the metric name
+    /// plus its labels, e.g. `reel_uploads_total{outcome="accepted"}`. Panics when the series
+    /// is missing, so a renamed metric fails instead of reading as 0.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics_text().await;
+        series_value(&text, series)
+            .unwrap_or_else(|| panic!("no series {series} in /metrics:\n{text}"))
     }
 
     /// Processes (by pid) whose command line contains `needle`.
@@ -272,15 +269,21 @@ impl TestApp {
 
     /// Polls until the video reaches `status`; panics with the last state on timeout.
     pub async fn wait_for(&self, id: &str, status: &str) -> Value {
+        self.wait_for_one_of(id, &[status]).await
+    }
+
+    /// Polls until the video reaches one of `statuses`; panics after [`DEADLINE`] naming
+    /// them and the last state seen.
+    pub async fn wait_for_one_of(&self, id: &str, statuses: &[&str]) -> Value {
         let started = Instant::now();
         loop {
             let video = self.video(id).await;
-            if video["status"] == status {
+            if statuses.contains(&video["status"].as_str().unwrap_or("")) {
                 return video;
             }
             if started.elapsed() > DEADLINE {
                 panic!(
-                    "video {id} never became {status}; last: {video}\n{}",
+                    "video {id} never became {statuses:?} within {DEADLINE:?}; last: {video}\n{}",
                     self.logs()
                 );
             }
@@ -429,6 +432,52 @@ pub fn postgres_database(admin: &str, key: &str) -> String {
     }
     let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
     format!("{base}/{name}")
+}
+
+/// The value of `series` (name and labels, exactly) in Prometheus text, if it is there.
+pub fn series_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+}
+
+/// Polls `done` every 50 ms; panics after `deadline`, naming what it waited for.
+pub async fn wait_until(what: &str, deadline: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts that `response` is the JSON error envelope with `status`; returns its code.
+pub async fn error_code(response: reqwest::Response, status: u16) -> String {
+    let what = format!("{} {}", response.status(), response.url());
+    assert_eq!(response.status().as_u16(), status, "{what}");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{what}: content type {content_type:?}"
+    );
+    let body: Value = response.json().await.expect("JSON error body");
+    let code = body["error"]["code"].as_str();
+    let message = body["error"]["message"].as_str();
+    assert!(
+        code.is_some_and(|c| !c.is_empty()) && message.is_some_and(|m| !m.is_empty()),
+        "{what}: not the envelope: {body}"
+    );
+    code.unwrap_or_default().to_owned()
 }
 
 /// Test settings (fast preset, 1 s segments, one encoder), unless a test sets them itself.

@@ -55,11 +55,7 @@ async fn deleting_while_encoding_kills_ffmpeg_removes_every_file_and_tells_subsc
 async fn uploads_are_accepted_while_every_encoder_is_busy() {
     let app = TestApp::spawn(&[]);
     let busy = app.upload_id(&fixtures::long()).await;
-    let started = Instant::now();
-    while app.video(&busy).await["status"] != "processing" {
-        assert!(started.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_for(&busy, "processing").await;
     let (tiny, silent) = (fixtures::tiny(), fixtures::silent());
     let (a, b) = tokio::join!(
         app.upload_raw(&tiny, "video/mp4"),
@@ -84,9 +80,7 @@ async fn uploads_are_accepted_while_every_encoder_is_busy() {
 async fn a_full_queue_answers_503_with_retry_after() {
     let app = TestApp::spawn(&["--queue-capacity", "1"]);
     let running = app.upload_id(&fixtures::long()).await;
-    while app.video(&running).await["status"] != "processing" {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_for(&running, "processing").await;
     app.upload(&fixtures::tiny()).await;
     let refused = app.upload_raw(&fixtures::tiny(), "video/mp4").await;
     assert_eq!(refused.status(), 503);

@@ -170,7 +170,11 @@ async fn assert_valid_ladder(
 async fn a_raw_upload_streams_progress_until_ready_and_publishes_an_aligned_ladder() {
     let app = TestApp::spawn(&[]);
     let accepted = app.upload(&fixtures::standard()).await;
-    assert_eq!(accepted["status"], "queued");
+    // The 202 is the video as it is when answered: an idle encoder may already have it.
+    assert!(
+        ["queued", "processing"].contains(&accepted["status"].as_str().unwrap_or("")),
+        "{accepted}"
+    );
     let id = accepted["id"].as_str().expect("id").to_owned();
     assert_eq!(accepted["links"]["self"], format!("/api/v1/videos/{id}"));
 

@@ -119,16 +119,19 @@ async fn health_readiness_metrics_and_openapi_are_served() {
 
     let id = app.upload_id(&fixtures::tiny()).await;
     app.wait_for(&id, "ready").await;
-    let metrics = app.metrics_text().await;
-    for name in [
-        "reel_uploads_total{outcome=\"accepted\"} 1",
-        "reel_upload_bytes_total",
-        "reel_queue_depth",
-        "reel_encoders_busy",
-        "reel_jobs_total{outcome=\"ready\"} 1",
-        "reel_job_duration_seconds_bucket",
+    let size = std::fs::metadata(fixtures::tiny()).expect("fixture").len() as f64;
+    for (series, value) in [
+        ("reel_uploads_total{outcome=\"accepted\"}", 1.0),
+        ("reel_upload_bytes_total", size),
+        ("reel_queue_depth", 0.0),
+        ("reel_encoders_busy", 0.0),
+        ("reel_jobs_total{outcome=\"ready\"}", 1.0),
+        (
+            "reel_job_duration_seconds_bucket{outcome=\"ready\",le=\"+Inf\"}",
+            1.0,
+        ),
     ] {
-        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+        assert_eq!(app.metric(series).await, value, "{series}");
     }
 
     let (status, document) = app.get_json("/api/v1/openapi.json").await;

@@ -364,8 +364,8 @@ describe('source download via X-Accel-Redirect', () => {
     const res = await request(`${edge.url}${ready.links.source}`);
     assert.equal(res.status, 200);
     assert.ok(res.body.equals(original), 'byte-identical to the upload');
-    assert.equal(res.headers['content-type'], 'application/octet-stream');
-    assert.match(res.headers['content-disposition'], /^attachment; filename="clip-4s\.mp4"/);
+    assert.equal(res.headers['content-type'], 'video/mp4', 'the type sniffed from the stored bytes');
+    assert.equal(res.headers['content-disposition'], 'attachment; filename="clip-4s.mp4"; filename*=UTF-8\'\'clip-4s.mp4');
     assert.equal(res.headers['content-length'], String(original.length));
     assert.equal(res.headers['accept-ranges'], 'bytes');
     assert.equal(res.headers['x-accel-redirect'], undefined);
@@ -378,6 +378,16 @@ describe('source download via X-Accel-Redirect', () => {
     assert.equal(res.headers['content-range'], `bytes 1000-1999/${original.length}`);
     assert.ok(res.body.equals(original.subarray(1000, 2000)));
     assert.match(res.headers['content-disposition'], /^attachment/);
+
+    // RFC 9110: several ranges or an unknown unit give the whole file, never the first range.
+    for (const range of ['bytes=0-9,100-199', 'items=0-9']) {
+      const whole = await request(`${edge.url}${ready.links.source}`, { headers: { Range: range } });
+      assert.equal(whole.status, 200, range);
+      assert.ok(whole.body.equals(original), range);
+    }
+    const past = await request(`${edge.url}${ready.links.source}`, { headers: { Range: `bytes=${original.length}-` } });
+    assert.equal(past.status, 416);
+    assert.equal(past.headers['content-range'], `bytes */${original.length}`);
 
     const head = await request(`${edge.url}${ready.links.source}`, { method: 'HEAD' });
     assert.equal(head.status, 200);
