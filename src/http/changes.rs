@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::history::HistoryItem;
+use super::resource::ChangeFrame;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::service::Service;
@@ -33,6 +34,13 @@ pub struct ChangesQuery {
     /// Seconds to wait for an event when there is none yet (long poll), 0 to 60, default 0.
     #[param(minimum = 0, maximum = 60)]
     pub wait: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct StreamQuery {
+    /// Events after this `seq` (0, or absent, from the beginning of the retained history).
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -94,10 +102,11 @@ pub async fn changes(
 /// `Last-Event-ID` (or `?after=`) resumes. Keep-alive every 15 s.
 #[utoipa::path(
     tag = "changes",
-    params(("after" = Option<i64>, Query, description = "Start after this seq (Last-Event-ID wins)"),
-           ("Last-Event-ID" = Option<String>, Header, description = "Resume after this seq")),
+    params(StreamQuery,
+           ("Last-Event-ID" = Option<String>, Header, description = "Resume after this seq (wins over `after`)")),
     responses(
-        (status = 200, description = "`change` events, each a history item", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`change` events, each a history item; keep-alive comments", content_type = "text/event-stream", body = ChangeFrame),
+        (status = 400, description = "A query parameter is not valid", body = ErrorBody),
         (status = 401, description = "No valid bearer token (auth on)", body = ErrorBody),
         (status = 403, description = "The token grants no role", body = ErrorBody),
     )
@@ -107,14 +116,20 @@ pub async fn changes_stream(
     service: web::Data<Service>,
     caller: Caller,
     req: HttpRequest,
-    query: web::Query<ChangesQuery>,
+    query: web::Query<StreamQuery>,
 ) -> Result<impl Responder, ApiError> {
     let resume = req
         .headers()
         .get("Last-Event-ID")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok());
-    let after = resume.or(query.after).unwrap_or(0).max(0);
+    let after = resume.or(query.after).unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::bad_request(
+            "invalid_cursor",
+            "`after` must be a seq from the feed (0 or more).",
+        ));
+    }
     // Checks the caller's rights before the stream starts (an error is a plain response).
     let first = service
         .changes(&caller, after, STREAM_BATCH, Duration::ZERO)

@@ -137,6 +137,25 @@ pub enum EventName {
     Reconnect,
 }
 
+/// One event of the change-feed stream as a client parses it (`text/event-stream` framing).
+#[derive(ToSchema)]
+pub struct ChangeFrame {
+    pub event: ChangeEventName,
+    /// The event's `seq`; send the last one back as `Last-Event-ID` to resume.
+    #[schema(pattern = "^[0-9]+$")]
+    pub id: String,
+    /// JSON: a `HistoryItem`.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
+/// The one event name of the change-feed stream.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ChangeEventName {
+    Change,
+}
+
 pub fn video_url(id: VideoId) -> String {
     format!("/api/v1/videos/{id}")
 }

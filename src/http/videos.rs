@@ -294,7 +294,7 @@ fn new_title(text: &str) -> Result<String, ApiError> {
     request_body(content = VideoPatch, content_type = "application/json"),
     responses(
         (status = 200, description = "The changed video", body = VideoResource),
-        (status = 400, description = "Not a valid patch, or an empty or too long title", body = ErrorBody),
+        (status = 400, description = "Not a valid patch, an empty or too long title, or `private` on a server without a playback secret", body = ErrorBody),
         (status = 404, description = "No such video, or not the caller's", body = ErrorBody),
         (status = 415, description = "The body is not application/json", body = ErrorBody),
     )

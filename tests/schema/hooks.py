@@ -41,3 +41,19 @@ def filter_body(context, body):
     if isinstance(body, dict) and "title" in body:
         return isinstance(body["title"], str) or body["title"] is None
     return True
+
+
+@schemathesis.hook
+def map_query(context, query):
+    """The change feed's `wait` is a long poll: a generated `wait=59` would hold the request
+    for a minute of the run's short budget (and past the client's timeout). Valid waits are
+    capped at 1 s here; invalid ones (negative, over 60, not a number) go through unchanged."""
+    operation = context.operation
+    if operation is None or operation.path != "/api/v1/changes" or not isinstance(query, dict):
+        return query
+    wait = query.get("wait")
+    if isinstance(wait, str) and wait.isdigit():
+        wait = int(wait)
+    if isinstance(wait, int) and not isinstance(wait, bool) and 1 < wait <= 60:
+        return {**query, "wait": 1}
+    return query
