@@ -153,7 +153,8 @@ impl Application {
         ));
         let server = http_server(service.clone(), role, http_workers, listener)
             .map_err(|source| StartupError::Bind { addr, source })?;
-        let background = background_tasks(&store, &media, &node, shared);
+        let mut background = background_tasks(&store, &media, &node, shared);
+        background.push(service.spawn_upload_sweeper());
         info!(%addr, role = ?role, encoders = encoder_count, http_workers, bus = bus.name(), "listening");
         Ok(Self {
             port: addr.port(),

@@ -156,6 +156,11 @@ pub struct Config {
     #[arg(long, env = "REEL_UPLOAD_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub upload_idle_timeout_secs: u64,
 
+    /// How long a resumable (tus) upload lives after its last bytes arrived (`Upload-Expires`);
+    /// then it is removed with its file. Humantime: `24h`, `90m`, `30s`.
+    #[arg(long, env = "REEL_UPLOAD_EXPIRY", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub upload_expiry: Duration,
+
     /// Niceness added to ffmpeg so the server stays responsive while it encodes.
     #[arg(long, env = "REEL_FFMPEG_NICE", default_value_t = 10)]
     pub ffmpeg_nice: i32,
@@ -323,6 +328,7 @@ impl Config {
             max_frame_rate: 240.0,
             max_streams: 32,
             upload_idle_timeout_secs: 60,
+            upload_expiry: Duration::from_secs(24 * 3600),
             static_dir: None,
             embed_frame_ancestors: FrameAncestors::default(),
             accel_redirect: false,

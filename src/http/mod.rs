@@ -6,6 +6,7 @@ mod files;
 mod health;
 pub mod pages;
 pub mod resource;
+mod uploads;
 mod videos;
 
 use std::path::PathBuf;
@@ -37,6 +38,11 @@ pub fn api(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(videos::delete_video)
         .service(videos::download_source)
         .service(events::events)
+        .service(uploads::upload_options)
+        .service(uploads::create_upload)
+        .service(uploads::upload_offset)
+        .service(uploads::append_upload)
+        .service(uploads::terminate_upload)
         .service(health::healthz)
         .service(health::readyz);
 }
@@ -47,6 +53,8 @@ pub fn configure_rest(config: &mut web::ServiceConfig, static_dir: &Option<PathB
     config
         .service(health::prometheus_metrics)
         .service(health::openapi)
+        .service(uploads::upload_item_options)
+        .service(uploads::method_override)
         .service(files::hls);
     pages::configure(config, static_dir.as_deref());
 }

@@ -49,7 +49,7 @@ fn declared_size(req: &HttpRequest) -> Option<u64> {
 }
 
 /// A coarse browser or tool family for the history, never the raw header.
-fn user_agent_family(req: &HttpRequest) -> Option<String> {
+pub(super) fn user_agent_family(req: &HttpRequest) -> Option<String> {
     let agent = req.headers().get(header::USER_AGENT)?.to_str().ok()?;
     let family = [
         ("Edg/", "Edge"),

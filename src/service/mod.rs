@@ -1,6 +1,7 @@
 //! What the API can do, each operation taking the [`Caller`] who asks. Handlers call this and
 //! nothing deeper; it speaks to the seams (store, bus, media) and decides who may do what.
 
+mod uploads;
 mod videos;
 
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+pub use uploads::{Append, CreateUpload, UploadStatus};
 pub use videos::{SourceFile, UploadMeta, VideoList};
 
 use crate::auth::Caller;
@@ -40,6 +42,8 @@ pub enum ServiceError {
     Upload(#[from] UploadError),
     #[error(transparent)]
     Media(#[from] MediaError),
+    #[error(transparent)]
+    Tus(#[from] crate::upload::tus::TusError),
 }
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

@@ -20,6 +20,7 @@
 mod history;
 mod jobs;
 mod rows;
+mod uploads;
 mod videos;
 
 use std::str::FromStr;
@@ -32,6 +33,7 @@ use sqlx::{AnyPool, Executor, SqlStr};
 
 pub use history::{ChangeScope, HistoryPage};
 pub use jobs::{Claim, Lease, Outcome, QueueSnapshot, Repair};
+pub use uploads::{LockOutcome, NewUpload, Upload, UploadId, UploadLock};
 pub use videos::{VideoPatch, VideoQuery};
 
 /// Which database engine a store runs on.

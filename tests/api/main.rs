@@ -10,4 +10,5 @@ mod inputs;
 mod library;
 mod lifecycle;
 mod pipeline;
+mod tus;
 mod upload;
