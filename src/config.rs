@@ -37,6 +37,16 @@ pub enum Command {
     /// Run encoders only (scale-out workers); `/healthz`, `/readyz` and `/metrics` on `--listen`
     /// (default 127.0.0.1:9090).
     Work(Config),
+    /// Upload videos to a reel server (resumable: survives dropped connections and reruns).
+    Upload(crate::client::UploadArgs),
+    /// List videos on a reel server, newest first.
+    Ls(crate::client::LsArgs),
+    /// Show one video.
+    Show(crate::client::ShowArgs),
+    /// Delete videos.
+    Rm(crate::client::RmArgs),
+    /// Follow a video's transcode until it ends; print its playlist URL when ready.
+    Watch(crate::client::WatchArgs),
 }
 
 /// Which parts of reel a process runs.

@@ -1,8 +1,18 @@
 use clap::Parser;
+use reel::client::{self, ClientCommand};
 use reel::config::{Cli, Command, Role};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let (config, role) = match cli.command {
+        Command::Serve(config) => (config, Role::Serve),
+        Command::Work(config) => (config, Role::Work),
+        Command::Upload(args) => return client::main(ClientCommand::Upload(args)),
+        Command::Ls(args) => return client::main(ClientCommand::Ls(args)),
+        Command::Show(args) => return client::main(ClientCommand::Show(args)),
+        Command::Rm(args) => return client::main(ClientCommand::Rm(args)),
+        Command::Watch(args) => return client::main(ClientCommand::Watch(args)),
+    };
     reel::telemetry::init_tracing(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -14,12 +24,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Serve(config) => reel::app::run(config, Role::Serve).await,
-            Command::Work(config) => reel::app::run(config, Role::Work).await,
-        }
-    });
+    let result = runtime.block_on(reel::app::run(config, role));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -191,13 +191,14 @@ impl Service {
             token: uuid::Uuid::new_v4().simple().to_string(),
             node: node_id().to_owned(),
         };
+        let locked_at = Instant::now();
         let upload = match self.store.lock_upload(id, &lock, LOCK_LEASE).await? {
             LockOutcome::Acquired(upload) => *upload,
             LockOutcome::Busy => return Err(TusError::Locked.into()),
             LockOutcome::Missing => return Err(TusError::NotFound.into()),
         };
         let result = self
-            .append_locked(caller, &upload, &lock, append, body)
+            .append_locked(caller, &upload, (&lock, locked_at), append, body)
             .await;
         if let Err(error) = self.store.unlock_upload(id, &lock).await {
             warn!(upload.id = %id, %error, "cannot release an upload's lock; its lease will");
@@ -205,12 +206,12 @@ impl Service {
         result
     }
 
-    /// [`Service::append_upload`] once the lock is held.
+    /// [`Service::append_upload`] once the lock is held (taken no later than `locked_at`).
     async fn append_locked<S, E>(
         &self,
         caller: &Caller,
         upload: &Upload,
-        lock: &UploadLock,
+        (lock, locked_at): (&UploadLock, Instant),
         append: Append,
         body: S,
     ) -> Result<UploadStatus>
@@ -249,7 +250,9 @@ impl Service {
             }
             Err(error) => return Err(error.into()),
         };
-        let received = self.receive(&mut appender, upload, lock, body).await;
+        let received = self
+            .receive(&mut appender, upload, (lock, locked_at), body)
+            .await;
         let complete_body = received.is_ok();
         let finished = appender
             .finish(complete_body)
@@ -290,7 +293,7 @@ impl Service {
         &self,
         appender: &mut Appender,
         upload: &Upload,
-        lock: &UploadLock,
+        (lock, locked_at): (&UploadLock, Instant),
         body: S,
     ) -> Result<()>
     where
@@ -300,7 +303,9 @@ impl Service {
         let idle = self.upload_limits().idle_timeout;
         let mut body = std::pin::pin!(body);
         let mut last_byte = Instant::now();
-        let mut recorded_at = Instant::now();
+        // The lease was taken (or last renewed) no earlier than this; a chunk is written only
+        // within CHECKPOINT_EVERY of it, well inside LOCK_LEASE.
+        let mut renewed_at = locked_at;
         let mut recorded = appender.offset();
         loop {
             // While bytes wait to be recorded, a silence longer than CHECKPOINT_EVERY records
@@ -318,7 +323,6 @@ impl Service {
                 }
                 Err(_) => {
                     recorded = self.checkpoint(appender, upload, lock, None).await?;
-                    recorded_at = Instant::now();
                     continue;
                 }
                 Ok(None) => return Ok(()),
@@ -328,13 +332,14 @@ impl Service {
             last_byte = Instant::now();
             // Before writing on: renew the lock (recording what is durable) every
             // CHECKPOINT_EVERY or CHECKPOINT_BYTES; a request that lost it writes nothing more.
-            if recorded_at.elapsed() >= CHECKPOINT_EVERY
+            if renewed_at.elapsed() >= CHECKPOINT_EVERY
                 || appender.offset() - recorded >= CHECKPOINT_BYTES
             {
+                let renewing = Instant::now();
                 recorded = self
                     .checkpoint(appender, upload, lock, Some(LOCK_LEASE))
                     .await?;
-                recorded_at = Instant::now();
+                renewed_at = renewing;
             }
             appender.push(chunk).await?;
         }

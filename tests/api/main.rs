@@ -11,4 +11,5 @@ mod library;
 mod lifecycle;
 mod pipeline;
 mod tus;
+mod tus_faults;
 mod upload;
