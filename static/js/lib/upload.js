@@ -88,7 +88,8 @@ function tusUpload(tus, file, { title, onProgress, onSent, onDone, onFail, onCan
       const retry = (!status || status >= 500 || [408, 409, 423, 429].includes(status)) && navigator.onLine !== false;
       if (retry) {
         sentAll = false;
-        const why = status ? tusError(err).message : 'Connection lost';
+        // 409 and 423 come from a reconnection (the server was still finishing the old one).
+        const why = status >= 500 ? tusError(err).message : 'Connection lost';
         onRetry(why, RETRY_DELAYS[attempt] || 0);
       }
       return retry;
@@ -155,8 +156,9 @@ function tusUpload(tus, file, { title, onProgress, onSent, onDone, onFail, onCan
     if (previous.length) {
       upload.resumeFromPreviousUpload(previous[0]);
       onResume();
+    } else {
+      onProgress(0, file.size);
     }
-    onProgress(0, file.size);
     upload.start();
   }, () => upload.start());
 
