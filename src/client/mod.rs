@@ -9,6 +9,7 @@
 mod commands;
 mod follow;
 mod http;
+mod memory;
 mod output;
 mod tus;
 

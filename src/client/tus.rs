@@ -2,26 +2,24 @@
 //! resumed after a dropped connection (`HEAD` for the offset, bounded back-off) and across
 //! runs (the upload's URL is remembered per file until it is done).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures_util::StreamExt;
 use reqwest::{Method, Response, StatusCode};
-use serde_json::{Map, Value, json};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use url::Url;
 
 use super::http::{self, Api, ClientError, SMALL_REQUEST, backoff, refusal, retry_after};
+use super::memory::{Memory, resume_key};
 
 /// A `PATCH` that sends nothing for this long is dropped and resumed.
 const SEND_STALL: Duration = Duration::from_secs(60);
 /// How long the answer to a `PATCH` may take once its last byte is out.
 const ANSWER_WAIT: Duration = Duration::from_secs(120);
-/// Remembered uploads older than this are forgotten (the server's default expiry is 24 h).
-const REMEMBER_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Bytes read from the file at a time.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -318,99 +316,4 @@ async fn patch(
         Some(video) => Ok(Some(api.url(&video)?)),
         None => Ok(None),
     }
-}
-
-/// Identifies a file's upload to one server across runs: server, path, size, modification time.
-fn resume_key(api: &Api, path: &Path, meta: &std::fs::Metadata) -> String {
-    let full = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs());
-    let server = api
-        .url("/")
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
-    format!("{server}|{}|{}|{modified}", full.display(), meta.len())
-}
-
-/// Upload URLs remembered per file, in `$XDG_STATE_HOME/reel/uploads.json` (or
-/// `~/.local/state/reel/`), so an interrupted `reel upload` resumes when run again. Best
-/// effort: without a writable home, nothing is remembered.
-struct Memory {
-    file: Option<PathBuf>,
-}
-
-impl Memory {
-    fn open() -> Self {
-        let dir = std::env::var_os("XDG_STATE_HOME")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")));
-        Self {
-            file: dir.map(|d| d.join("reel").join("uploads.json")),
-        }
-    }
-
-    fn load(&self) -> Map<String, Value> {
-        let Some(file) = &self.file else {
-            return Map::new();
-        };
-        let now = now_secs();
-        let mut entries = std::fs::read(file)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
-            .unwrap_or_default();
-        entries.retain(|_, entry| {
-            entry
-                .get("saved")
-                .and_then(Value::as_u64)
-                .is_some_and(|saved| now.saturating_sub(saved) < REMEMBER_FOR.as_secs())
-        });
-        entries
-    }
-
-    fn save(&self, entries: &Map<String, Value>) {
-        let Some(file) = &self.file else {
-            return;
-        };
-        let Some(dir) = file.parent() else {
-            return;
-        };
-        let temporary = file.with_extension(format!("json.{}", std::process::id()));
-        let written = std::fs::create_dir_all(dir)
-            .and_then(|()| std::fs::write(&temporary, Value::Object(entries.clone()).to_string()))
-            .and_then(|()| std::fs::rename(&temporary, file));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<String> {
-        self.load()
-            .get(key)?
-            .get("url")?
-            .as_str()
-            .map(str::to_owned)
-    }
-
-    fn put(&self, key: &str, url: &str) {
-        let mut entries = self.load();
-        entries.insert(key.to_owned(), json!({"url": url, "saved": now_secs()}));
-        self.save(&entries);
-    }
-
-    fn forget(&self, key: &str) {
-        let mut entries = self.load();
-        if entries.remove(key).is_some() {
-            self.save(&entries);
-        }
-    }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -12,4 +12,5 @@ mod lifecycle;
 mod pipeline;
 mod tus;
 mod tus_faults;
+mod tus_refusals;
 mod upload;
