@@ -234,7 +234,11 @@ async fn show(api: &Api, out: &Output, args: &ShowArgs) -> Result<u8, ClientErro
         out.record(video);
         return Ok(0);
     }
-    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    let text = |v: &Value| match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
     for (name, value) in [
         ("id", text(&video["id"])),
         ("title", text(&video["title"])),

@@ -19,6 +19,11 @@ use std::process::ExitCode;
 use clap::Args;
 use url::Url;
 
+/// The exit codes, as `--help` shows them.
+const EXIT_CODES: &str = "Exit codes: 0 done (with --follow / watch: ready), 1 a video failed or was canceled, \
+     2 bad usage, 3 refused by the server, 4 server unreachable or failing past every retry, \
+     5 a local file could not be read (with several files: the largest).";
+
 /// Where the server is and who is asking; shared by every client command.
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
@@ -34,6 +39,7 @@ pub struct Connection {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct UploadArgs {
     /// Video files, uploaded one after the other.
     #[arg(required = true)]
@@ -59,6 +65,7 @@ pub struct UploadArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct LsArgs {
     /// Only videos with this status (queued, processing, ready, failed, canceled).
     #[arg(long)]
@@ -74,6 +81,7 @@ pub struct LsArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct ShowArgs {
     /// The video's id.
     pub id: String,
@@ -82,6 +90,7 @@ pub struct ShowArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct RmArgs {
     /// Ids of the videos to delete (their jobs are canceled, their files removed).
     #[arg(required = true)]
@@ -91,6 +100,7 @@ pub struct RmArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct WatchArgs {
     /// The video's id.
     pub id: String,
