@@ -21,7 +21,7 @@ const SEND_STALL: Duration = Duration::from_secs(60);
 /// How long the answer to a `PATCH` may take once its last byte is out.
 const ANSWER_WAIT: Duration = Duration::from_secs(120);
 /// Bytes read from the file at a time.
-const READ_BUFFER: usize = 64 * 1024;
+const READ_BUFFER: usize = 1024 * 1024;
 
 /// What one file's upload asks for.
 pub struct Transfer<'a> {

@@ -81,13 +81,13 @@ async fn wait_for_offset(app: &TestApp, url: &str, at_least: u64, within: Durati
 async fn after_kill_9_mid_upload_head_reports_bytes_on_disk_and_the_upload_resumes_byte_identical()
 {
     let mut app = TestApp::spawn(&[]);
-    let data = blob(24 * MIB);
+    let data = blob(72 * MIB);
     let url = created(&app, data.len() as u64).await;
     let (tx, request) = streaming_patch(&app, &url, 0);
-    // Past 16 MiB a request records what it has made durable, before it ends.
-    send_in_mib(&tx, &data[..17 * MIB]).await;
-    let recorded = wait_for_offset(&app, &url, 16 * MIB as u64, Duration::from_secs(30)).await;
-    send_in_mib(&tx, &data[17 * MIB..18 * MIB]).await;
+    // Every 64 MiB (or 5 s) a request records what it has made durable, before it ends.
+    send_in_mib(&tx, &data[..65 * MIB]).await;
+    let recorded = wait_for_offset(&app, &url, 64 * MIB as u64, Duration::from_secs(30)).await;
+    send_in_mib(&tx, &data[65 * MIB..66 * MIB]).await;
     app.crash();
     drop((tx, request));
 
@@ -96,7 +96,7 @@ async fn after_kill_9_mid_upload_head_reports_bytes_on_disk_and_the_upload_resum
     let url = url.replacen(url.split("/api/").next().expect("base"), &app.base, 1);
     let offset = offset_of(&app, &url).await;
     assert!(
-        (recorded..=18 * MIB as u64).contains(&offset),
+        (recorded..=66 * MIB as u64).contains(&offset),
         "HEAD after the crash says {offset}, recorded before it {recorded}"
     );
     let name = url.rsplit('/').next().expect("id");
