@@ -89,9 +89,13 @@ async fn upload(api: Arc<Api>, out: Arc<Output>, args: UploadArgs) -> u8 {
         };
         let file = path.display().to_string();
         let mut on = |event: Event| match event {
-            Event::Sending { offset, size } => {
+            Event::Sending {
+                offset,
+                size,
+                resumed,
+            } => {
                 bar.set(offset);
-                if offset > 0 {
+                if resumed {
                     bar.message(&format!(
                         "resuming at {:.0}%",
                         offset as f64 * 100.0 / size as f64

@@ -36,8 +36,13 @@ pub struct Transfer<'a> {
 
 /// What happens along the way, for the display.
 pub enum Event {
-    /// Sending from `offset` (above 0 when resumed).
-    Sending { offset: u64, size: u64 },
+    /// Sending from `offset`; `resumed` when that is where an interrupted upload (this run's or
+    /// an earlier one's) stopped, rather than where the previous request ended.
+    Sending {
+        offset: u64,
+        size: u64,
+        resumed: bool,
+    },
     /// Bytes sent so far (not yet acknowledged).
     Sent(u64),
     /// A failure that will be retried after `wait`.
@@ -81,6 +86,8 @@ pub async fn upload(
     };
     let mut failures = 0;
     let mut last_offset = None;
+    // Where the previous request ended, when it succeeded.
+    let mut expected = Some(0);
     loop {
         let attempt = async {
             let state = head(api, &url).await?.ok_or_else(|| ClientError::Refused {
@@ -98,9 +105,15 @@ pub async fn upload(
             on(Event::Sending {
                 offset: state.offset,
                 size,
+                resumed: expected != Some(state.offset),
             });
             let length = transfer.chunk.min(size - state.offset);
-            patch(api, &url, transfer.path, state.offset, length, on).await
+            expected = None;
+            let sent = patch(api, &url, transfer.path, state.offset, length, on).await;
+            if let Ok(None) = sent {
+                expected = Some(state.offset + length);
+            }
+            sent
         }
         .await;
         match attempt {
