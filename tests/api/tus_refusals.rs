@@ -1,5 +1,5 @@
 //! tus refusals against the real server: the statuses the protocol names, a non-video removed
-//! at its first bytes, checksums (460).
+//! at its first bytes, checksums (460), a nearly full disk (507), a stalled request (408).
 
 use base64::Engine as _;
 use sha1::Digest as _;
@@ -160,4 +160,29 @@ async fn a_checksum_mismatch_is_a_460_and_keeps_nothing_of_that_request() {
     .expect("PATCH");
     assert_eq!(last.status(), 204);
     assert!(header(&last, "x-reel-video").is_some());
+}
+
+#[tokio::test]
+async fn a_nearly_full_disk_refuses_the_creation_with_507() {
+    let app = TestApp::spawn(&["--min-free-bytes", "1000000GiB"]);
+    let response = create(&app, 1000, &[]).await;
+    assert_eq!(response.status(), 507);
+    assert_eq!(error_code(response).await, "insufficient_storage");
+}
+
+#[tokio::test]
+async fn a_stalled_patch_is_cut_off_with_408_and_keeps_what_arrived() {
+    let app = TestApp::spawn(&["--upload-idle-timeout-secs", "1"]);
+    let data = std::fs::read(fixtures::tiny()).expect("fixture");
+    let url = created(&app, data.len() as u64).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    tx.send(Ok(data[..30_000].to_vec())).await.expect("send");
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    // The body never ends: the server gives up after a second without a byte.
+    let response = patch(&app, &url, 0, body, &[]).await;
+    if let Ok(response) = response {
+        assert_eq!(response.status(), 408);
+    }
+    drop(tx);
+    assert_eq!(offset_of(&app, &url).await, 30_000, "what arrived is kept");
 }
