@@ -9,7 +9,7 @@
 # cross-compiled on the build machine's own platform (no emulation), so an
 # arm64 image builds as fast as an amd64 one. Stages:
 #
-#   web    npm ci: hls.js for the web page (static/vendor/hls.min.js)
+#   web    npm ci: hls.js and tus-js-client for the web page (static/vendor/)
 #   build  cargo build --release --locked, for the target platform; the web page
 #          (with hls.js) is compiled into the binary
 #   edge   official nginx + nginx/reel.conf.template + the web page
@@ -30,7 +30,8 @@ RUN --mount=type=cache,target=/root/.npm \
     npm ci --ignore-scripts --no-audit --no-fund
 COPY static/ ./static/
 RUN mkdir -p static/vendor \
-    && cp node_modules/hls.js/dist/hls.min.js static/vendor/hls.min.js
+    && cp node_modules/hls.js/dist/hls.min.js static/vendor/hls.min.js \
+    && cp node_modules/tus-js-client/dist/tus.min.js static/vendor/tus.min.js
 
 # ---- build: the reel binary ----------------------------------------------------
 FROM --platform=$BUILDPLATFORM rust:${RUST_VERSION}-bookworm AS build

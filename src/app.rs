@@ -170,6 +170,7 @@ impl Application {
             let delivery = feed::webhooks::spawn(store.clone(), settings, shared, shutdown.clone());
             background.push(delivery.map_err(StartupError::Webhooks)?);
         }
+        background.push(service.spawn_upload_sweeper());
         info!(%addr, role = ?role, encoders = encoder_count, http_workers, bus = bus.name(), "listening");
         Ok(Self {
             port: addr.port(),

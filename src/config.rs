@@ -39,6 +39,16 @@ pub enum Command {
     Work(Config),
     /// Print an HS256 token signed with the configured secret, for operators and scripts.
     Token(TokenArgs),
+    /// Upload videos to a reel server (resumable: survives dropped connections and reruns).
+    Upload(crate::client::UploadArgs),
+    /// List videos on a reel server, newest first.
+    Ls(crate::client::LsArgs),
+    /// Show one video.
+    Show(crate::client::ShowArgs),
+    /// Delete videos.
+    Rm(crate::client::RmArgs),
+    /// Follow a video's transcode until it ends; print its playlist URL when ready.
+    Watch(crate::client::WatchArgs),
 }
 
 /// `reel token --sub alice --roles creator --ttl 1h`.
@@ -182,6 +192,11 @@ pub struct Config {
     /// A client that sends no upload bytes for this long is cut off and its partial file removed.
     #[arg(long, env = "REEL_UPLOAD_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub upload_idle_timeout_secs: u64,
+
+    /// How long a resumable (tus) upload lives after its last bytes arrived (`Upload-Expires`);
+    /// then it is removed with its file. Humantime: `24h`, `90m`, `30s`.
+    #[arg(long, env = "REEL_UPLOAD_EXPIRY", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub upload_expiry: Duration,
 
     /// Niceness added to ffmpeg so the server stays responsive while it encodes.
     #[arg(long, env = "REEL_FFMPEG_NICE", default_value_t = 10)]
@@ -434,6 +449,7 @@ impl Config {
             max_frame_rate: 240.0,
             max_streams: 32,
             upload_idle_timeout_secs: 60,
+            upload_expiry: Duration::from_secs(24 * 3600),
             static_dir: None,
             embed_frame_ancestors: FrameAncestors::default(),
             accel_redirect: false,

@@ -13,6 +13,7 @@ use crate::media::MediaError;
 use crate::service::ServiceError;
 use crate::store::StoreError;
 use crate::upload::UploadError;
+use crate::upload::tus::TusError;
 
 /// Seconds a client is asked to wait when the queue is full.
 const QUEUE_RETRY_AFTER: u32 = 30;
@@ -388,6 +389,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(error) => error.into(),
             ServiceError::Upload(error) => error.into(),
             ServiceError::Media(error) => error.into(),
+            ServiceError::Tus(error) => error.into(),
         }
     }
 }
@@ -400,5 +402,47 @@ impl From<MediaError> for ApiError {
         match error {
             error @ (MediaError::Prepare { .. } | MediaError::Io { .. }) => Self::internal(error),
         }
+    }
+}
+
+/// tus 1.0 refusals, with the statuses the protocol names. The request body is left unread, so
+/// the connection is closed after the answer.
+impl From<TusError> for ApiError {
+    fn from(error: TusError) -> Self {
+        // The protocol's own wording, as a sentence.
+        let text = error.to_string();
+        let mut chars = text.chars();
+        let message = match chars.next() {
+            Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+            None => text,
+        };
+        let (status, code) = match error {
+            TusError::Upload(error) => return error.into(),
+            TusError::Version => (StatusCode::PRECONDITION_FAILED, "tus_version"),
+            TusError::InvalidHeader { .. } => (StatusCode::BAD_REQUEST, "invalid_tus_header"),
+            TusError::MissingLength => (StatusCode::BAD_REQUEST, "missing_upload_length"),
+            TusError::UnsupportedChecksum(_) => {
+                (StatusCode::BAD_REQUEST, "unsupported_checksum_algorithm")
+            }
+            TusError::ContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            TusError::NotFound => (StatusCode::NOT_FOUND, "upload_not_found"),
+            TusError::Lost => (StatusCode::GONE, "upload_lost"),
+            TusError::OffsetMismatch { .. } => (StatusCode::CONFLICT, "offset_mismatch"),
+            TusError::Locked => {
+                let locked = Self::new(StatusCode::LOCKED, "upload_locked", message);
+                return Self {
+                    retry_after: Some(1),
+                    ..locked
+                }
+                .closing();
+            }
+            TusError::BeyondLength { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            // 460 Checksum Mismatch: the checksum extension's own status.
+            TusError::ChecksumMismatch => (
+                StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
+                "checksum_mismatch",
+            ),
+        };
+        Self::new(status, code, message).closing()
     }
 }

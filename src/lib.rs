@@ -18,10 +18,12 @@
 //! - [`http`]: thin actix-web handlers for the v1 contract, SSE, files and health.
 //! - [`error`]: the one place where service errors become HTTP responses.
 //! - [`telemetry`]: tracing and Prometheus metric names.
+//! - [`client`]: `reel upload|ls|show|rm|watch`, a command-line client of a reel server.
 
 pub mod app;
 pub mod auth;
 pub mod bus;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -15,6 +15,7 @@ pub mod pages;
 mod ranged;
 pub mod resource;
 mod source;
+mod uploads;
 mod videos;
 mod webhooks;
 
@@ -66,6 +67,11 @@ pub fn api(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(webhooks::delete_webhook)
         .service(webhooks::dead_letters)
         .service(webhooks::redeliver)
+        .service(uploads::upload_options)
+        .service(uploads::create_upload)
+        .service(uploads::upload_offset)
+        .service(uploads::append_upload)
+        .service(uploads::terminate_upload)
         .service(health::healthz)
         .service(health::readyz)
         .service(health::openapi);
@@ -78,6 +84,8 @@ pub fn configure_rest(config: &mut web::ServiceConfig, static_dir: &Option<PathB
     extractor_errors(config);
     config
         .service(health::prometheus_metrics)
+        .service(uploads::upload_item_options)
+        .service(uploads::method_override)
         .service(files::hls)
         .service(web::scope("/api").default_service(web::to(fallback::api_fallback)));
     let routes = fallback::Routes::of(&openapi_document());

@@ -57,7 +57,7 @@ fn visibility(text: Option<&str>) -> Result<Visibility, ApiError> {
 }
 
 /// A coarse browser or tool family for the history, never the raw header.
-fn user_agent_family(req: &HttpRequest) -> Option<String> {
+pub(super) fn user_agent_family(req: &HttpRequest) -> Option<String> {
     let agent = req.headers().get(header::USER_AGENT)?.to_str().ok()?;
     let family = [
         ("Edg/", "Edge"),

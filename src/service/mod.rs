@@ -2,6 +2,7 @@
 //! nothing deeper; it speaks to the seams (store, bus, media) and decides who may do what.
 
 mod history;
+mod uploads;
 mod videos;
 mod webhooks;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+pub use uploads::{Append, CreateUpload, UploadStatus};
 pub use videos::{SourceFile, UploadMeta, VideoList};
 pub use webhooks::{WebhookInput, Webhooks};
 
@@ -51,6 +53,8 @@ pub enum ServiceError {
     Upload(#[from] UploadError),
     #[error(transparent)]
     Media(#[from] MediaError),
+    #[error(transparent)]
+    Tus(#[from] crate::upload::tus::TusError),
 }
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

@@ -117,7 +117,7 @@ impl Service {
             properties: Default::default(),
             upload: UploadFacts {
                 bytes: size,
-                content_type: Some(container.media_type(&[]).to_owned()),
+                content_type: Some(container.mime().to_owned()),
                 upload_seconds: (meta.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
                 country: meta.country,
                 user_agent: meta.user_agent,

@@ -20,6 +20,7 @@
 mod history;
 mod jobs;
 mod rows;
+mod uploads;
 mod videos;
 mod webhooks;
 
@@ -33,6 +34,7 @@ use sqlx::{AnyPool, Executor, SqlStr};
 
 pub use history::{ChangeScope, HistoryPage};
 pub use jobs::{Claim, Finishing, Lease, Outcome, QueueSnapshot, Repair};
+pub use uploads::{LockOutcome, NewUpload, Upload, UploadId, UploadLock};
 pub use videos::{VideoPatch, VideoQuery};
 pub use webhooks::{DeadLetter, Delivery, Failed, NewWebhook, Target, Webhook, WebhookLease};
 

@@ -7,7 +7,9 @@
 
 mod body;
 pub mod form;
+pub mod resumable;
 pub mod sniff;
+pub mod tus;
 
 use std::io;
 use std::time::Duration;
@@ -200,23 +202,50 @@ where
     })
 }
 
+/// What the writer thread is asked to do, in order.
+enum WriterOp {
+    Write(Bytes),
+    /// fdatasync everything written so far, then answer.
+    Sync(tokio::sync::oneshot::Sender<io::Result<()>>),
+}
+
 /// Writes an upload on a blocking thread: chunks are moved in (no copy), written with plain
 /// `write`s, and pushed to disk as they go; [`DiskWriter::finish`] fsyncs.
 struct DiskWriter {
-    chunks: tokio::sync::mpsc::Sender<Bytes>,
+    ops: tokio::sync::mpsc::Sender<WriterOp>,
     thread: tokio::task::JoinHandle<io::Result<()>>,
     /// Set by `finish`: an upload dropped on an error is not worth an fsync.
     complete: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DiskWriter {
-    fn start(mut file: std::fs::File) -> Self {
-        let (chunks, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+    fn start(file: std::fs::File) -> Self {
+        Self::start_at(file, 0)
+    }
+
+    /// A writer for `file` whose position is already at `base` (resumed uploads append).
+    fn start_at(mut file: std::fs::File, base: u64) -> Self {
+        let (ops, mut receiver) = tokio::sync::mpsc::channel::<WriterOp>(CHUNKS_IN_FLIGHT);
         let complete = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let done = complete.clone();
         let thread = tokio::task::spawn_blocking(move || {
-            let (mut written, mut pushed) = (0u64, 0u64);
-            while let Some(chunk) = receiver.blocking_recv() {
+            let (mut written, mut pushed) = (base, base);
+            while let Some(op) = receiver.blocking_recv() {
+                let chunk = match op {
+                    WriterOp::Write(chunk) => chunk,
+                    WriterOp::Sync(reply) => {
+                        let synced = file.sync_data();
+                        let failed = synced
+                            .as_ref()
+                            .err()
+                            .map(|e| io::Error::new(e.kind(), e.to_string()));
+                        let _ = reply.send(synced);
+                        match failed {
+                            Some(error) => return Err(error),
+                            None => continue,
+                        }
+                    }
+                };
                 file.write_all(&chunk)?;
                 written += chunk.len() as u64;
                 if written - pushed >= WRITEBACK_EVERY {
@@ -234,7 +263,7 @@ impl DiskWriter {
             }
         });
         Self {
-            chunks,
+            ops,
             thread,
             complete,
         }
@@ -242,14 +271,25 @@ impl DiskWriter {
 
     /// Hands a chunk to the writer; `false` when the writer has stopped on an error.
     async fn write(&self, chunk: Bytes) -> bool {
-        self.chunks.send(chunk).await.is_ok()
+        self.ops.send(WriterOp::Write(chunk)).await.is_ok()
+    }
+
+    /// Waits until every chunk handed over so far is written and fdatasynced.
+    async fn sync(&self) -> io::Result<()> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self.ops.send(WriterOp::Sync(reply)).await.is_err() {
+            return Err(io::Error::other("the upload writer stopped"));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(io::Error::other("the upload writer stopped")))
     }
 
     /// Waits until everything is written and fsynced.
     async fn finish(self) -> io::Result<()> {
         self.complete
             .store(true, std::sync::atomic::Ordering::Release);
-        drop(self.chunks);
+        drop(self.ops);
         self.thread.await.map_err(io::Error::other)?
     }
 }

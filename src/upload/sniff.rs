@@ -24,6 +24,12 @@ pub enum Container {
 }
 
 impl Container {
+    /// The container family's canonical media type (`video/mp4`, `video/x-matroska`, …), the
+    /// same for every file of the family: what is stored about an upload.
+    pub fn mime(self) -> &'static str {
+        self.media_type(&[])
+    }
+
     /// The media type a download of this container is sent as. `head` (the file's first
     /// bytes) tells QuickTime from MP4 (`ftyp` brand `qt  `) and WebM from Matroska (EBML
     /// DocType `webm`).

@@ -16,5 +16,8 @@ mod openapi;
 mod pipeline;
 mod ranges;
 mod scale;
+mod tus;
+mod tus_faults;
+mod tus_refusals;
 mod upload;
 mod webhooks;

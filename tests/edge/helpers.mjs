@@ -95,16 +95,20 @@ export function freePort(host = '127.0.0.1') {
   });
 }
 
-/** Copies hls.js into static/vendor/ the way the install step does, when missing or stale. */
+/** Copies hls.js and tus-js-client into static/vendor/ the way the install step does, when missing or stale. */
 export function ensureVendor() {
-  const from = path.join(REPO, 'node_modules', 'hls.js', 'dist', 'hls.min.js');
-  const to = path.join(STATIC_DIR, 'vendor', 'hls.min.js');
-  if (!fs.existsSync(from)) throw new Error(`${from} is missing: run \`npm ci\` first`);
-  const wanted = fs.readFileSync(from);
-  if (fs.existsSync(to) && fs.readFileSync(to).equals(wanted)) return to;
-  fs.mkdirSync(path.dirname(to), { recursive: true });
-  fs.writeFileSync(to, wanted);
-  return to;
+  let hls;
+  for (const [pkg, file] of [['hls.js', 'hls.min.js'], ['tus-js-client', 'tus.min.js']]) {
+    const from = path.join(REPO, 'node_modules', pkg, 'dist', file);
+    const to = path.join(STATIC_DIR, 'vendor', file);
+    hls ??= to;
+    if (!fs.existsSync(from)) throw new Error(`${from} is missing: run \`npm ci\` first`);
+    const wanted = fs.readFileSync(from);
+    if (fs.existsSync(to) && fs.readFileSync(to).equals(wanted)) continue;
+    fs.mkdirSync(path.dirname(to), { recursive: true });
+    fs.writeFileSync(to, wanted);
+  }
+  return hls;
 }
 
 /**
