@@ -107,9 +107,19 @@ async fn after_kill_9_mid_upload_head_reports_bytes_on_disk_and_the_upload_resum
     );
     assert!(on_disk[..offset as usize] == data[..offset as usize]);
 
-    let rest = patch(&app, &url, offset, data[offset as usize..].to_vec(), &[])
-        .await
-        .expect("PATCH");
+    // On SQLite the restarted server takes the dead process's lock at once; on a shared
+    // database another node may hold it, so the lock is taken once its lease runs out (423 with
+    // Retry-After until then).
+    let started = std::time::Instant::now();
+    let rest = loop {
+        let rest = patch(&app, &url, offset, data[offset as usize..].to_vec(), &[])
+            .await
+            .expect("PATCH");
+        if rest.status() != 423 || started.elapsed() > std::time::Duration::from_secs(40) {
+            break rest;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
     assert_eq!(rest.status(), 204);
     let video = header(&rest, "x-reel-video").expect("the video").to_owned();
     let id = video.rsplit('/').next().expect("id");
