@@ -80,6 +80,12 @@ export async function screenshot(page, name) {
 
 /** Starts the <video> muted (autoplay rules aside) and waits until it has played `seconds`. */
 export async function playFor(frame, seconds = 0.5, timeout = 15_000) {
+  // The page sets the player's source once it has read the video: play after that, or the new
+  // load interrupts play() (AbortError).
+  await frame.waitForFunction(() => {
+    const v = document.querySelector('#player');
+    return v && v.currentSrc && v.readyState >= 1;
+  }, null, { timeout });
   const played = await frame.evaluate(() => {
     const v = document.querySelector('#player');
     v.muted = true;

@@ -136,7 +136,7 @@ async function studioFlow(t, { base, mode, title, shots }) {
     const res = await fetch(url);
     return { status: res.status, size: (await res.arrayBuffer()).byteLength, disposition: res.headers.get('content-disposition') };
   }, href);
-  assert.deepEqual(download, { status: 200, size: fs.statSync(clips.beach).size, disposition: 'attachment; filename="beach-day.mp4"' });
+  assert.deepEqual(download, { status: 200, size: fs.statSync(clips.beach).size, disposition: 'attachment; filename="beach-day.mp4"; filename*=UTF-8\'\'beach-day.mp4' });
 
   // Delete, by keyboard only: the dialog opens on "Keep it"; Tab, Enter confirms.
   await page.focus('#delete');

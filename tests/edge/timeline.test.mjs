@@ -96,6 +96,10 @@ async function play(id, passes, deadlineMs) {
   const problems = [];
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
   await page.goto(`${edge.url}/`, { waitUntil: 'load' });
+  // The page loads hls.js only where the browser has no HLS of its own: load the page's copy.
+  if (!(await page.evaluate(() => Boolean(window.Hls)))) {
+    await page.addScriptTag({ url: '/vendor/hls.min.js' });
+  }
   const outcome = await page.evaluate(async ({ src, passes, deadlineMs }) => {
     if (!window.Hls || !window.Hls.isSupported()) return { error: 'hls.js is not supported here' };
     const video = document.createElement('video');
