@@ -196,9 +196,24 @@ impl Store {
         };
         let options = sqlx::any::AnyConnectOptions::from_str(&connect_url)
             .map_err(|_| StoreError::Url(redact(url)))?;
+        let guard = sqlite_file.clone();
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(3))
+            // A connection to a SQLite file that was deleted or replaced still reads and writes
+            // the old inode: refuse to hand it out, so every request sees the same 503.
+            .before_acquire(move |_, _| {
+                let guard = guard.clone();
+                Box::pin(async move {
+                    match guard.as_ref().map(|file| file.check()) {
+                        Some(Err(_)) => Err(sqlx::Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "the database file was removed or replaced",
+                        ))),
+                        _ => Ok(true),
+                    }
+                })
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {

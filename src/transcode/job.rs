@@ -143,6 +143,7 @@ impl Encoders {
     ) -> Result<Encoded, JobFailure> {
         let id = video.id;
         let started = Instant::now();
+        fault_injection::panic_if_asked(video.title.as_deref());
         self.report(id, Step::Probing, 0.0);
         // A rerun after a crash starts from scratch.
         self.media.remove_video_outputs(id)?;
@@ -435,4 +436,17 @@ fn write_ladder(plan: &EncodePlan) -> Result<Vec<WrittenRung>, JobFailure> {
         let _ = rustix::fs::syncfs(&dir);
     }
     Ok(written)
+}
+
+/// Fault injection for the supervision specs: with `REEL_FAULT_PANIC_ON_TITLE` set, a job whose
+/// title equals it panics as it starts (a stand-in for a bug in the pipeline). Unset (always, in
+/// production), it costs one environment lookup per job.
+mod fault_injection {
+    pub(super) fn panic_if_asked(title: Option<&str>) {
+        if let (Ok(wanted), Some(title)) = (std::env::var("REEL_FAULT_PANIC_ON_TITLE"), title)
+            && wanted == title
+        {
+            panic!("fault injection: REEL_FAULT_PANIC_ON_TITLE matched this job");
+        }
+    }
 }

@@ -127,7 +127,12 @@ impl Encoders {
                     return "ready";
                 }
                 // Deleted meanwhile, or another worker holds the job: publish nothing.
-                Ok(None) => return "canceled",
+                Ok(None) => {
+                    warn!(
+                        "the job ended elsewhere (its lease was lost, or it was deleted); nothing published"
+                    );
+                    return "canceled";
+                }
                 Err(PublishFailure::Media(failure)) => {
                     error!(error = %failure, "the ladder could not be published");
                     let error = JobError {
@@ -190,7 +195,11 @@ impl Encoders {
                 self.bus
                     .publish(lease.video, JobEvent::Failed(Arc::new(video)));
             }
-            Ok(None) => {}
+            Ok(None) => {
+                warn!(
+                    "the job ended elsewhere (its lease was lost, or it was deleted); nothing recorded"
+                )
+            }
             Err(db) => {
                 warn!(error = %db, "cannot record the failure; the lease will retry the job")
             }

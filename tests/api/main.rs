@@ -1,10 +1,12 @@
 //! Specs against the real thing: the `reel` binary on port 0, real ffmpeg, real disk.
 //! One test binary, so one link step; modules only here.
 
+mod auth;
 mod contract;
 mod corpus;
 mod events;
 mod faults;
+mod feed;
 mod fixtures;
 mod forms;
 mod helpers;
@@ -14,7 +16,9 @@ mod library;
 mod lifecycle;
 mod openapi;
 mod pipeline;
+mod private;
 mod ranges;
+mod recovery;
 mod scale;
 mod tus;
 mod tus_faults;
