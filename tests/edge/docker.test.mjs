@@ -19,11 +19,18 @@ const templateVars = spawnSync(path.join(NGINX_DIR, 'render'), ['--vars'], { enc
   .stdout.split('\n').filter(Boolean);
 
 /** Compose-style interpolation of `${VAR}`, `${VAR:-default}` and `${VAR-default}`. */
-function interpolate(value, env = {}) {
-  return String(value).replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}/g, (_, name, op, fallback) => {
+/** What an operator's `.env` must hold (compose refuses to start without it: `${VAR:?…}`). */
+const DOT_ENV = { REEL_PLAYBACK_SECRET: 'an-operator-secret-of-at-least-32-bytes' };
+
+function interpolate(value, env = DOT_ENV) {
+  return String(value).replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}/g, (_, name, op, fallback) => {
     const set = Object.hasOwn(env, name);
     if (op === ':-') return set && env[name] !== '' ? env[name] : fallback;
     if (op === '-') return set ? env[name] : fallback;
+    if (op === ':?' || op === '?') {
+      assert.ok(set && env[name] !== '', `compose requires ${name}: ${fallback}`);
+      return env[name];
+    }
     return set ? env[name] : '';
   });
 }

@@ -18,6 +18,8 @@ export const REEL_BIN = process.env.REEL_BIN || path.join(REPO, 'target', 'debug
 export const NGINX_BIN = process.env.NGINX_BIN || (fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx');
 export const STATIC_DIR = path.join(REPO, 'static');
 export const NGINX_DIR = path.join(REPO, 'nginx');
+/** The playback secret of the edge specs' reel and nginx (signs private videos' links). */
+export const PLAYBACK_SECRET = 'edge-specs-playback-secret-0123456789';
 export const ARTIFACTS_DIR = process.env.REEL_ARTIFACTS_DIR || path.join(REPO, 'target', 'test-artifacts');
 
 // ---------- processes ----------
@@ -175,6 +177,7 @@ export async function startReel({
     ...(accelRedirect && serving ? ['--accel-redirect'] : []),
     '--x264-preset', preset,
     '--encoders', String(encoders),
+    ...(serving ? ['--playback-secret', PLAYBACK_SECRET] : []),
     ...extraArgs,
   ];
   const env = { ...process.env, NO_COLOR: '1', RUST_LOG: process.env.RUST_LOG || 'info,sqlx=warn' };
@@ -223,6 +226,7 @@ export function preparePrefix(vars = {}, extraConf = '') {
     NGINX_RESOLVER: '127.0.0.1 valid=10s', // never asked: the test upstreams are IP literals
     REEL_STATIC_DIR: STATIC_DIR,
     REEL_MAX_UPLOAD_BYTES: '50m',
+    REEL_PLAYBACK_SECRET: PLAYBACK_SECRET,
     NGINX_UPLOAD_RATE: '30r/m',
     NGINX_UPLOAD_BURST: '10',
     ...vars,
