@@ -1,6 +1,7 @@
 // The watch page: the player sized to the video, the quality menu, the title (editable),
 // date, duration, and the share and manage actions.
 
+import { withToken } from './lib/session.js';
 import { deleteVideo, getVideo, setTitle } from './lib/api.js';
 import { $, announcer, flash, h, showMessage } from './lib/dom.js';
 import { setUpDeleteDialog } from './lib/delete-dialog.js';
@@ -36,7 +37,7 @@ function render(next) {
   if (video.source) parts.push(formatDuration(video.source.duration), resolutionLabel(video), formatBytes(video.source.size));
   // Each part stays on one line; the line breaks between them.
   el.meta.replaceChildren(...parts.filter(Boolean).flatMap((part, i) => [i ? ' · ' : '', h('span', {}, part)]));
-  el.download.href = video.links.source;
+  el.download.href = withToken(video.links.source);
   const ready = video.status === 'ready';
   el.copyEmbed.hidden = !ready;
   el.copyHls.hidden = !ready;
