@@ -33,6 +33,8 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
 /// How often a shared deployment looks for orphaned files and missed terminal events.
 const JANITOR_EVERY: Duration = Duration::from_secs(600);
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
+/// How often history past `--history-retention-days` is removed.
+const HISTORY_PURGE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -164,7 +166,8 @@ impl Application {
         }));
         let server = http_server(service.clone(), role, http_workers, listener)
             .map_err(|source| StartupError::Bind { addr, source })?;
-        let mut background = background_tasks(&store, &media, &node, shared);
+        let mut background =
+            background_tasks(&store, &media, &node, shared, config.history_retention_days);
         if role == Role::Serve && config.webhook_delivery {
             let settings = feed::webhooks::Settings::from_config(&config);
             let delivery = feed::webhooks::spawn(store.clone(), settings, shared, shutdown.clone());
@@ -261,8 +264,23 @@ fn background_tasks(
     media: &MediaRoot,
     node: &Arc<Node>,
     shared: bool,
+    retention_days: u32,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
+    if retention_days > 0 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HISTORY_PURGE_EVERY);
+            loop {
+                tick.tick().await;
+                match store.purge_history(retention_days).await {
+                    Ok(0) => {}
+                    Ok(removed) => info!(removed, retention_days, "history past retention removed"),
+                    Err(error) => warn!(%error, "history could not be purged"),
+                }
+            }
+        }));
+    }
     let hub = node.hub.clone();
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));

@@ -230,6 +230,11 @@ pub struct Config {
     #[arg(long, env = "REEL_PLAYBACK_SECRET", hide_env_values = true)]
     pub playback_secret: Option<String>,
 
+    /// History events older than this many days are removed (daily); 0 keeps them forever.
+    /// History outlives videos: a deleted video's events stay readable until then.
+    #[arg(long, env = "REEL_HISTORY_RETENTION_DAYS", default_value_t = 365)]
+    pub history_retention_days: u32,
+
     /// How long a signed playback URL stays valid, in seconds.
     #[arg(long, env = "REEL_PLAYBACK_URL_TTL_SECS", default_value_t = 6 * 3600)]
     pub playback_url_ttl_secs: u64,
@@ -460,6 +465,7 @@ impl Config {
             },
             playback_secret: None,
             playback_url_ttl_secs: 6 * 3600,
+            history_retention_days: 365,
             http_workers: None,
             webhook_delivery: true,
             webhook_allow_private: false,

@@ -189,6 +189,39 @@ async fn history_outlives_a_delete_and_the_feed_sees_every_event_in_order() {
 }
 
 #[tokio::test]
+async fn history_past_retention_is_purged_and_recent_history_stays() {
+    let (_dir, store) = store().await;
+    let old = store.insert_video(&upload(None), 10).await.expect("insert");
+    let recent = store.insert_video(&upload(None), 10).await.expect("insert");
+    let forty_days_ms: i64 = 40 * 86_400_000;
+    sqlx::query(store.sql("UPDATE history SET at = at - $1 WHERE video_id = $2"))
+        .bind(forty_days_ms)
+        .bind(old.id.to_string())
+        .execute(&store.pool)
+        .await
+        .expect("backdate");
+    assert_eq!(store.purge_history(365).await.expect("purge"), 0);
+    assert_eq!(store.purge_history(30).await.expect("purge"), 2);
+    assert!(
+        store
+            .history(old.id, 0, 10)
+            .await
+            .expect("history")
+            .events
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .history(recent.id, 0, 10)
+            .await
+            .expect("history")
+            .events
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
 async fn lists_filter_by_owner_status_title_and_properties() {
     let (_dir, store) = store().await;
     let mut a = upload(Some("a"));
