@@ -88,10 +88,12 @@ impl Application {
             return Err(StartupError::WorkNeedsPostgres);
         }
         let media = MediaRoot::open(&config.media_dir)?;
-        let database_url = config
-            .database_url
-            .clone()
-            .unwrap_or_else(|| Store::sqlite_url_in(media.root()));
+        let database_url = match &config.database_url {
+            // Each process names itself in pg_stat_activity unless the URL already does.
+            Some(url) if shared => crate::store::with_application_name(url, role.process_name()),
+            Some(url) => url.clone(),
+            None => Store::sqlite_url_in(media.root()),
+        };
         let store = Store::connect(&database_url, config.database_connections)
             .await
             .map_err(|source| StartupError::Database {

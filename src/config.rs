@@ -86,6 +86,16 @@ pub enum Role {
 }
 
 impl Role {
+    /// How the process names itself to PostgreSQL (`application_name`).
+    pub fn process_name(self) -> &'static str {
+        match self {
+            Self::Serve => "reel-serve",
+            Self::Work => "reel-work",
+        }
+    }
+}
+
+impl Role {
     pub fn default_listen(self) -> SocketAddr {
         match self {
             Self::Serve => SocketAddr::from(([127, 0, 0, 1], 8080)),

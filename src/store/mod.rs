@@ -161,6 +161,20 @@ impl SqliteFile {
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
 
+/// A PostgreSQL URL with `application_name=<name>` added unless it already names one, so
+/// `pg_stat_activity` tells reel's processes apart (`reel-serve`, `reel-work`).
+pub fn with_application_name(url: &str, name: &str) -> String {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    if query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("application_name"))
+    {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}application_name={name}")
+}
+
 impl Store {
     /// Opens (creating if needed) the database and runs the embedded migrations. Concurrent
     /// starts are safe: migrations run under the migrator's lock.

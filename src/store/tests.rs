@@ -284,3 +284,17 @@ async fn a_deleted_database_file_is_unavailable_not_recreated() {
     assert!(matches!(store.ping().await, Err(StoreError::FileGone(_))));
     assert!(store.insert_video(&upload(None), 10).await.is_err());
 }
+
+#[test]
+fn a_postgres_url_gets_an_application_name_unless_it_has_one() {
+    assert_eq!(
+        with_application_name("postgres://u@h/db", "reel-work"),
+        "postgres://u@h/db?application_name=reel-work"
+    );
+    assert_eq!(
+        with_application_name("postgres://u@h/db?sslmode=require", "reel-serve"),
+        "postgres://u@h/db?sslmode=require&application_name=reel-serve"
+    );
+    let named = "postgres://u@h/db?application_name=api-eu";
+    assert_eq!(with_application_name(named, "reel-serve"), named);
+}
