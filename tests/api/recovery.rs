@@ -77,7 +77,7 @@ async fn a_restart_after_a_crash_leaves_no_file_without_a_row_and_no_row_without
     std::fs::write(media.join("tmp").join("upload-crashed"), b"partial").expect("tmp");
     std::fs::remove_dir_all(media.join("hls").join(&lost_ladder)).expect("lose a ladder");
 
-    let app = TestApp::spawn_in(&media, &[], Vec::new());
+    let app = TestApp::spawn_in(&media, &single, Vec::new());
     assert!(
         !media.join("sources").join(STRAY).exists(),
         "source without a row removed"
