@@ -18,6 +18,7 @@ use crate::bus::notify::{self, PgBus};
 use crate::bus::{Bus, Node};
 use crate::config::{AuthMode, Config, ConfigError, Role};
 use crate::feed;
+use crate::geo::Geo;
 use crate::http;
 use crate::media::{MediaError, MediaRoot};
 use crate::progress::Hub;
@@ -25,6 +26,7 @@ use crate::recovery;
 use crate::service::{Parts, Service};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
+use crate::tls::Tls;
 use crate::transcode::tools::{ToolError, Tools};
 use crate::transcode::{Encoders, Settings};
 
@@ -66,6 +68,12 @@ pub enum StartupError {
     Webhooks(#[source] reqwest::Error),
     #[error("the HTTP server failed: {0}")]
     Server(#[source] std::io::Error),
+    #[error("{0}")]
+    Geo(#[from] crate::geo::GeoError),
+    #[error("cannot load the TLS certificate: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot set up TLS: {0}")]
+    Rustls(#[from] rustls::Error),
 }
 
 pub struct Application {
@@ -155,6 +163,10 @@ impl Application {
             }
             Some(AuthMode::None) | None => Auth::None,
         };
+        let edge = Edge {
+            geo: web::Data::new(Geo::open(&config.geo)?),
+            tls: Arc::new(Tls::load(&config.tls)?),
+        };
         let config = Arc::new(config);
         let service = Arc::new(Service::new(Parts {
             config: config.clone(),
@@ -166,17 +178,19 @@ impl Application {
             auth,
             shutdown: shutdown.clone(),
         }));
-        let server = http_server(service.clone(), role, http_workers, listener)
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let scheme = if edge.tls.serves() { "https" } else { "http" };
+        let reloader = Tls::spawn_reloader(&edge.tls);
+        let server = http_server(service.clone(), role, http_workers, listener, edge)?;
         let mut background =
             background_tasks(&store, &media, &node, shared, config.history_retention_days);
+        background.extend(reloader);
         if role == Role::Serve && config.webhook_delivery {
             let settings = feed::webhooks::Settings::from_config(&config);
             let delivery = feed::webhooks::spawn(store.clone(), settings, shared, shutdown.clone());
             background.push(delivery.map_err(StartupError::Webhooks)?);
         }
         background.push(service.spawn_upload_sweeper());
-        info!(%addr, role = ?role, encoders = encoder_count, http_workers, bus = bus.name(), "listening");
+        info!(%addr, scheme, role = ?role, encoders = encoder_count, http_workers, bus = bus.name(), "listening");
         Ok(Self {
             port: addr.port(),
             server,
@@ -223,22 +237,42 @@ impl Application {
     }
 }
 
-/// The HTTP server of a role: the whole API for `serve`, health and metrics for `work`.
+/// What the HTTP layer needs about the network edge: the client's country, and TLS.
+struct Edge {
+    geo: web::Data<Geo>,
+    tls: Arc<Tls>,
+}
+
+/// The HTTP server of a role: the whole API for `serve`, health and metrics for `work`;
+/// HTTPS when `--tls-cert` is set.
 fn http_server(
     service: Arc<Service>,
     role: Role,
     http_workers: usize,
     listener: TcpListener,
-) -> std::io::Result<actix_web::dev::Server> {
+    edge: Edge,
+) -> Result<actix_web::dev::Server, StartupError> {
+    let addr = listener.local_addr().map_err(StartupError::Server)?;
     let service = web::Data::from(service);
     let metrics = web::Data::new(telemetry::init_metrics());
-    let openapi = web::Data::new(http::openapi_document());
+    let mut document = http::openapi_document();
+    let properties: Vec<String> = service.property_names();
+    http::filters::document_filters(&mut document, &properties);
+    let openapi = web::Data::new(document);
+    let tls_config = match edge.tls.serves() {
+        true => Some(Tls::server_config(&edge.tls)?),
+        false => None,
+    };
+    let (geo, tls) = (edge.geo, web::Data::from(edge.tls));
     let server = HttpServer::new(move || {
         let app = App::new()
+            .wrap(actix_web::middleware::from_fn(http::latency::record))
             .wrap(http::security_headers())
             .app_data(service.clone())
             .app_data(metrics.clone())
-            .app_data(openapi.clone());
+            .app_data(openapi.clone())
+            .app_data(geo.clone())
+            .app_data(tls.clone());
         match role {
             Role::Serve => {
                 let static_dir = service.config.static_dir.clone();
@@ -255,10 +289,14 @@ fn http_server(
     })
     .workers(http_workers)
     .shutdown_timeout(5)
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .disable_signals();
+    let bound = match tls_config {
+        Some(config) => server.listen_rustls_0_23(listener, config),
+        None => server.listen(listener),
+    };
+    Ok(bound
+        .map_err(|source| StartupError::Bind { addr, source })?
+        .run())
 }
 
 fn background_tasks(

@@ -49,6 +49,8 @@ pub enum Command {
     Rm(crate::client::RmArgs),
     /// Follow a video's transcode until it ends; print its playlist URL when ready.
     Watch(crate::client::WatchArgs),
+    /// Print the SPKI SHA-256 pin (RFC 7469, base64) of each certificate in a PEM file.
+    Pin(crate::tls::PinArgs),
 }
 
 /// `reel token --sub alice --roles creator --ttl 1h`.
@@ -285,6 +287,15 @@ pub struct Config {
     /// Webhook calls in flight at once in this process (each endpoint makes one at a time).
     #[arg(long, env = "REEL_WEBHOOK_CONCURRENCY", default_value_t = 16)]
     pub webhook_concurrency: usize,
+
+    #[command(flatten)]
+    pub properties: crate::properties::PropertyArgs,
+
+    #[command(flatten)]
+    pub geo: crate::geo::GeoArgs,
+
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 /// The configured ladder, highest rung first after validation.
@@ -326,6 +337,10 @@ pub enum ConfigError {
     PlaybackSecret,
     #[error("{0}")]
     Jwt(#[from] crate::auth::jwt::KeyError),
+    #[error("{0}")]
+    Properties(#[from] crate::properties::PropertyConfigError),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsConfigError),
 }
 
 const X264_PRESETS: [&str; 10] = [
@@ -380,6 +395,8 @@ impl Config {
                 return Err(ConfigError::Webhook(name));
             }
         }
+        self.properties.validate()?;
+        self.tls.validate()?;
         Ok(())
     }
 
@@ -485,6 +502,9 @@ impl Config {
             webhook_breaker_failures: 5,
             webhook_breaker_cooldown_secs: 60,
             webhook_concurrency: 16,
+            properties: Default::default(),
+            geo: Default::default(),
+            tls: Default::default(),
         }
     }
 }

@@ -32,7 +32,8 @@ pub struct VideoResource {
     /// Client metadata given at upload.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
-    /// Properties extracted by the operator's JSONPath expressions.
+    /// Properties extracted by the operator's JSONPath expressions (`--property NAME=JSONPATH`):
+    /// strings, numbers or booleans; those that need the probe appear once it ran.
     #[schema(value_type = Object)]
     pub properties: BTreeMap<String, serde_json::Value>,
     /// RFC 3339: when the video could first be watched (while it still encoded).
@@ -103,6 +104,10 @@ pub struct UploadForm {
     /// `private` ladders are served only with signed links (the server needs a
     /// `--playback-secret`).
     pub visibility: Option<Visibility>,
+    /// Client metadata: a JSON object of at most 16 KiB (as JSON text), stored and returned as
+    /// the video's `metadata`.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// A video file's bytes as the whole request body (not empty).

@@ -19,6 +19,7 @@
 
 mod history;
 mod jobs;
+mod properties;
 mod rows;
 mod uploads;
 mod videos;

@@ -298,3 +298,47 @@ fn a_postgres_url_gets_an_application_name_unless_it_has_one() {
     let named = "postgres://u@h/db?application_name=api-eu";
     assert_eq!(with_application_name(named, "reel-serve"), named);
 }
+
+#[tokio::test]
+async fn properties_after_the_probe_are_fenced_by_the_lease_and_appended_to_history() {
+    let (_dir, store) = store().await;
+    let mut new = upload(None);
+    new.properties
+        .insert("album".into(), serde_json::json!("Summer"));
+    new.property_context = Some(serde_json::json!({"claims": null, "request": {"country": "DE"}}));
+    let video = store.insert_video(&new, 10).await.expect("insert");
+    assert_eq!(
+        store.property_context(video.id).await.expect("context"),
+        new.property_context
+    );
+    let claim = store.claim("w1", LEASE).await.expect("claim").expect("job");
+    let found = std::collections::BTreeMap::from([
+        ("album".to_owned(), serde_json::json!("Summer")),
+        ("codec".to_owned(), serde_json::json!("h264")),
+    ]);
+    let stale = Lease {
+        video: video.id,
+        token: claim.lease.token - 1,
+    };
+    assert!(
+        !store
+            .record_properties(&stale, &found)
+            .await
+            .expect("stale")
+    );
+    assert!(
+        store
+            .record_properties(&claim.lease, &found)
+            .await
+            .expect("held")
+    );
+    let stored = store.video(video.id).await.expect("read").expect("video");
+    assert_eq!(stored.properties, found);
+    let history = store.history(video.id, 0, 10).await.expect("history");
+    let uploaded = &history.events[0];
+    assert_eq!(uploaded.kind, HistoryKind::Uploaded);
+    assert_eq!(uploaded.data["properties"]["album"], "Summer");
+    let updated = history.events.last().expect("updated");
+    assert_eq!(updated.kind, HistoryKind::Updated);
+    assert_eq!(updated.data["properties"]["codec"], "h264");
+}

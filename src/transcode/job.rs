@@ -161,6 +161,13 @@ impl Encoders {
             Ok(false) => return Err(JobFailure::LeaseLost),
             Err(error) => warn!(%error, "cannot record the probe; going on"),
         }
+        let document = probed.document.as_ref();
+        let properties = &self.settings.properties;
+        if !crate::properties::worker::after_probe(&self.store, properties, &lease, video, document)
+            .await
+        {
+            return Err(JobFailure::LeaseLost);
+        }
         self.settings
             .limits
             .check(&probed)

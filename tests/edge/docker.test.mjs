@@ -261,3 +261,42 @@ describe('Dockerfile', () => {
     }
   });
 });
+
+describe('the monitoring profile', () => {
+  const { prometheus, grafana, reel, nginx } = compose.services ?? {};
+
+  test('starts Prometheus and Grafana only when asked, with the repo\'s files', () => {
+    for (const [name, service] of Object.entries({ prometheus, grafana })) {
+      assert.deepEqual(service?.profiles, ['monitoring'], `${name} is in the monitoring profile only`);
+      assert.equal(service.restart, 'unless-stopped');
+    }
+    assert.equal(reel.profiles, undefined, 'reel runs without the profile');
+    assert.equal(nginx.profiles, undefined, 'nginx runs without the profile');
+    const mounts = [...prometheus.volumes, ...grafana.volumes].filter((v) => v.startsWith('./'));
+    for (const mount of mounts) {
+      const [source, , mode] = mount.split(':');
+      assert.ok(fs.existsSync(path.join(REPO, source)), `${source} exists`);
+      assert.equal(mode, 'ro', `${source} is mounted read-only`);
+    }
+    assert.ok(prometheus.command.includes('--config.file=/etc/prometheus/prometheus.yml'));
+    assert.ok(compose.volumes && 'prometheus' in compose.volumes && 'grafana' in compose.volumes);
+  });
+
+  test('Prometheus scrapes reel; Grafana gets it as the datasource the dashboard names', () => {
+    const scrape = YAML.parse(fs.readFileSync(path.join(REPO, 'monitoring/prometheus/prometheus.yml'), 'utf8'));
+    const job = scrape.scrape_configs.find((j) => j.job_name === 'reel');
+    assert.deepEqual(job.static_configs[0].targets, ['reel:8080'], 'the compose service and port of reel');
+    const sources = YAML.parse(fs.readFileSync(
+      path.join(REPO, 'monitoring/grafana/provisioning/datasources/prometheus.yml'), 'utf8'));
+    const source = sources.datasources[0];
+    assert.equal(source.url, 'http://prometheus:9090');
+    const providers = YAML.parse(fs.readFileSync(
+      path.join(REPO, 'monitoring/grafana/provisioning/dashboards/reel.yml'), 'utf8'));
+    const mounted = grafana.volumes.find((v) => v.startsWith('./monitoring/grafana/dashboards:'));
+    assert.equal(mounted.split(':')[1], providers.providers[0].options.path, 'the provider reads the mounted folder');
+    const dashboard = JSON.parse(fs.readFileSync(path.join(REPO, 'monitoring/grafana/dashboards/reel.json'), 'utf8'));
+    for (const panel of dashboard.panels) {
+      assert.equal(panel.datasource.uid, source.uid, `${panel.title} uses the provisioned datasource`);
+    }
+  });
+});

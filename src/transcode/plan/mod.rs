@@ -129,6 +129,7 @@ mod tests {
             },
             min_free_bytes: 0,
             lease: std::time::Duration::from_secs(60),
+            properties: Default::default(),
         }
     }
 
