@@ -16,6 +16,7 @@ mod openapi;
 mod pipeline;
 mod ranges;
 mod scale;
+mod storyboard;
 mod tus;
 mod tus_faults;
 mod tus_refusals;
