@@ -5,19 +5,23 @@ use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{HttpRequest, HttpResponse, route, web};
 
 use super::{parse_id, ranged};
-use crate::auth::playback::sign_playlist;
+use crate::auth::playback::{sign_playlist, sign_storyboard};
 use crate::error::ApiError;
 use crate::service::Service;
 
+fn extension(name: &str) -> &str {
+    name.rsplit_once('.').map_or("", |(_, extension)| extension)
+}
+
 /// MIME type of a published ladder file by its extension; anything else is not served.
 pub fn hls_mime(name: &str) -> Option<mime::Mime> {
-    let extension = name.rsplit_once('.')?.1;
-    let mime = match extension {
+    let mime = match extension(name) {
         "m3u8" => "application/vnd.apple.mpegurl",
         "m4s" => "video/iso.segment",
         "mp4" => "video/mp4",
         "ts" => "video/mp2t",
         "jpg" => "image/jpeg",
+        "vtt" => "text/vtt; charset=utf-8",
         _ => return None,
     };
     mime.parse().ok()
@@ -39,9 +43,10 @@ struct PlaybackQuery {
     sig: Option<String>,
 }
 
-/// Playlists, segments and poster of a published ladder, with Range support (RFC 9110 §14).
-/// A private ladder needs a signed link (`?exp=&sig=`, see `auth::playback`), and its
-/// playlists are served with that signature appended to every URI inside them.
+/// Playlists, segments, poster and storyboard of a published ladder, with Range support
+/// (RFC 9110 §14). A private ladder needs a signed link (`?exp=&sig=`, see `auth::playback`),
+/// and its playlists and storyboard track are served with that signature appended to every
+/// URI inside them.
 #[route("/hls/{id}/{tail:.*}", method = "GET", method = "HEAD")]
 pub async fn hls(
     service: web::Data<Service>,
@@ -75,14 +80,19 @@ pub async fn hls(
             CacheDirective::Extension("immutable".into(), None),
         ]),
     };
-    let mut response = match (&signed, name.ends_with(".m3u8")) {
-        (Some(query), true) => {
+    let sign: Option<fn(&str, &str) -> String> = match extension(name) {
+        "m3u8" => Some(sign_playlist),
+        "vtt" => Some(sign_storyboard),
+        _ => None,
+    };
+    let mut response = match (&signed, sign) {
+        (Some(query), Some(sign)) => {
             let text = tokio::fs::read_to_string(&path)
                 .await
                 .map_err(|_| ApiError::not_found())?;
             HttpResponse::Ok()
                 .content_type(mime)
-                .body(sign_playlist(&text, query))
+                .body(sign(&text, query))
         }
         _ => ranged::serve(&req, &path, &mime).await?,
     };

@@ -55,6 +55,11 @@ pub struct Links {
     pub playlist: Option<String>,
     /// The poster image, once ready.
     pub poster: Option<String>,
+    /// The storyboard, once ready: a WebVTT track (W3C WebVTT) whose cues cover the whole
+    /// video, each naming a thumbnail as `storyboard/sprite_<n>.jpg#xywh=x,y,w,h` (a sprite
+    /// sheet relative to the track, and the thumbnail's pixel rectangle in it). Signed like
+    /// `playlist` for a private video, and the track's image URLs with it.
+    pub storyboard: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -201,6 +206,7 @@ impl VideoResource {
                 source: format!("{}/source", video_url(id)),
                 playlist: ready.then(|| signed(format!("/hls/{id}/master.m3u8"))),
                 poster: ready.then(|| signed(format!("/hls/{id}/poster.jpg"))),
+                storyboard: ready.then(|| signed(format!("/hls/{id}/storyboard.vtt"))),
             },
             created_at: video.created_at.to_rfc3339(),
             updated_at: video.updated_at.to_rfc3339(),

@@ -8,9 +8,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::ffmpeg::{self, EncodePlan, FfmpegError, RunLimits};
-use super::playlist::{self, PlaylistError, WrittenRung};
+use super::playlist::PlaylistError;
 use super::probe::{self, Probe, ProbeError};
-use super::{Encoders, plan};
+use super::{Encoders, outputs, plan};
 use crate::domain::Video;
 use crate::domain::{JobError, Rendition, SourceInfo, Step, VideoId, VideoStatus};
 use crate::media::MediaError;
@@ -182,8 +182,10 @@ impl Encoders {
         let workdir = self.media.job_workdir(id)?;
         let ladder_dir = workdir.path().join("ladder");
         let plan = self.plan(&probed, source_path, ladder_dir.clone());
-        std::fs::create_dir_all(&ladder_dir).map_err(|source| MediaError::Io {
-            path: ladder_dir.clone(),
+        // ffmpeg's HLS muxer makes the rung folders; the image muxer needs its folder made.
+        let sheets_dir = ladder_dir.join(plan::storyboard::DIR);
+        std::fs::create_dir_all(&sheets_dir).map_err(|source| MediaError::Io {
+            path: sheets_dir,
             source,
         })?;
         self.persist_progress(lease, Step::Encoding, PROBED).await;
@@ -217,10 +219,11 @@ impl Encoders {
             .await;
         let written = tokio::task::spawn_blocking({
             let plan = plan.clone();
-            move || write_ladder(&plan)
+            move || outputs::write_ladder(&plan)
         })
         .await
         .map_err(|join| JobFailure::Retryable(join.to_string()))?
+        .map_err(JobFailure::from)
         .map_err(|failure| {
             if self.ran_out_of_space("") {
                 full_disk()
@@ -231,22 +234,10 @@ impl Encoders {
         if cancel.is_cancelled() {
             return Err(JobFailure::Canceled);
         }
-        let renditions = written
-            .iter()
-            .map(|w| Rendition {
-                name: w.rung.name.clone(),
-                width: w.rung.width,
-                height: w.rung.height,
-                bandwidth: w.peak_bps,
-                average_bandwidth: w.average_bps,
-                codecs: w.codecs.clone(),
-                playlist: format!("/hls/{id}/{}/index.m3u8", w.rung.name),
-            })
-            .collect();
         Ok(Encoded {
             _workdir: workdir,
             ladder: ladder_dir,
-            renditions,
+            renditions: written.renditions(id),
             encode_seconds: started.elapsed().as_secs_f64(),
         })
     }
@@ -423,26 +414,6 @@ fn source_info(probed: &Probe, size: u64) -> SourceInfo {
             .frame_rate
             .map(|r| (r.as_f64() * 1000.0).round() / 1000.0),
     }
-}
-
-/// Measures every rung and writes the master playlist (blocking file I/O).
-fn write_ladder(plan: &EncodePlan) -> Result<Vec<WrittenRung>, JobFailure> {
-    let has_audio = plan.audio.is_some();
-    let written = plan
-        .rungs
-        .iter()
-        .map(|rung| playlist::inspect_rung(&plan.out_dir.join(&rung.name), rung, has_audio))
-        .collect::<Result<Vec<_>, _>>()?;
-    playlist::write_master(
-        &plan.out_dir.join("master.m3u8"),
-        &written,
-        plan.frame_rate.as_f64(),
-    )?;
-    // One syncfs instead of an fsync per segment: the ladder is durable before it is published.
-    if let Ok(dir) = std::fs::File::open(&plan.out_dir) {
-        let _ = rustix::fs::syncfs(&dir);
-    }
-    Ok(written)
 }
 
 /// Fault injection for the supervision specs: with `REEL_FAULT_PANIC_ON_TITLE` set, a job whose

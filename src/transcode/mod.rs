@@ -7,12 +7,15 @@
 
 pub mod ffmpeg;
 pub mod ladder;
+pub mod master;
 pub mod plan;
 pub mod playlist;
 pub mod probe;
+pub mod supervise;
 pub mod tools;
 
 mod job;
+mod outputs;
 mod settle;
 
 use std::path::PathBuf;

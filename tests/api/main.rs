@@ -23,6 +23,7 @@ mod properties;
 mod ranges;
 mod recovery;
 mod scale;
+mod storyboard;
 mod tls;
 mod tus;
 mod tus_faults;
