@@ -53,6 +53,15 @@ pub async fn reconcile(
         {
             warn!(video.id = %id, %error, "cannot fix the private marker");
         }
+        // A ladder that was growing when its job died: gone until the job runs again, so no
+        // player ever mixes two attempts' segments. On a shared database a `processing` job
+        // may be running elsewhere, and its ladder is left to it.
+        if *status != VideoStatus::Ready
+            && (single_node || *status != VideoStatus::Processing)
+            && let Err(error) = crate::transcode::live::remove_growing(media, id)
+        {
+            warn!(video.id = %id, %error, "cannot remove a partial ladder");
+        }
         match status {
             VideoStatus::Ready if !media.hls_dir(id).join("master.m3u8").is_file() => {
                 let reason = "the published ladder was missing";

@@ -46,6 +46,7 @@ const STOP_WAIT: Duration = Duration::from_secs(15);
 enum WireEvent {
     Progress { update: ProgressUpdate },
     Status { status: VideoStatus },
+    Playable,
     Ready,
     Failed,
     Canceled,
@@ -110,6 +111,7 @@ impl Bus for PgBus {
         let event = match event {
             JobEvent::Progress(update) => WireEvent::Progress { update },
             JobEvent::Status(status) => WireEvent::Status { status },
+            JobEvent::Playable(_) => WireEvent::Playable,
             JobEvent::Ready(_) => WireEvent::Ready,
             JobEvent::Failed(_) => WireEvent::Failed,
             JobEvent::Canceled => WireEvent::Canceled,
@@ -237,6 +239,17 @@ async fn deliver(channel: &str, payload: &str, store: &Store, node: &Arc<Node>, 
                 WireEvent::Progress { update } => JobEvent::Progress(update),
                 WireEvent::Status { status } => JobEvent::Status(status),
                 WireEvent::Canceled => JobEvent::Canceled,
+                WireEvent::Playable => match store.video(message.video).await {
+                    Ok(Some(video)) if video.status == VideoStatus::Processing => {
+                        JobEvent::Playable(Arc::new(video))
+                    }
+                    // Ended meanwhile: its terminal event follows.
+                    Ok(_) => return,
+                    Err(error) => {
+                        warn!(%error, "cannot read a playable video; its subscribers miss the event");
+                        return;
+                    }
+                },
                 WireEvent::Ready | WireEvent::Failed => match store.video(message.video).await {
                     Ok(Some(video)) => terminal_event(video),
                     Ok(None) => JobEvent::Canceled,

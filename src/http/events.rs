@@ -53,6 +53,7 @@ fn encode(
     Some(match event {
         JobEvent::Progress(update) => ("progress", json(update)?),
         JobEvent::Status(change) => ("status", json(&status(*change))?),
+        JobEvent::Playable(video) => ("playable", json(&VideoResource::new(video, signer))?),
         JobEvent::Ready(video) => ("ready", json(&VideoResource::new(video, signer))?),
         JobEvent::Failed(video) => ("failed", json(&VideoResource::new(video, signer))?),
         JobEvent::Canceled => ("canceled", json(&status(VideoStatus::Canceled))?),

@@ -70,7 +70,12 @@ pub async fn hls(
     let signed = service
         .playback(id, query.exp.as_deref(), query.sig.as_deref())
         .map_err(ApiError::playback)?;
+    // A ladder that grows while it encodes: its playlists change (its segments do not).
+    let growing = extension(name) == "m3u8"
+        && crate::transcode::live::is_growing(&service.media().hls_dir(id));
     let cache = match &signed {
+        Some(_) if growing => CacheControl(vec![CacheDirective::Private, CacheDirective::NoCache]),
+        None if growing => CacheControl(vec![CacheDirective::NoCache]),
         // A private ladder is for the holder of the link only.
         Some(_) => CacheControl(vec![CacheDirective::Private, CacheDirective::MaxAge(300)]),
         // A published ladder never changes: its id is new for every upload.

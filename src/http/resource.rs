@@ -51,7 +51,7 @@ pub struct Links {
     pub self_: String,
     pub events: String,
     pub source: String,
-    /// The master playlist, once ready.
+    /// The master playlist, once playable (growing while `processing`) or ready.
     pub playlist: Option<String>,
     /// The poster image, once ready.
     pub poster: Option<String>,
@@ -127,7 +127,7 @@ pub struct EventFrame {
     /// Grows with every event of a stream; send the last one back as `Last-Event-ID` to resume.
     #[schema(pattern = "^[0-9]+$")]
     pub id: String,
-    /// JSON: a `VideoResource` for `snapshot`, `ready` and `failed`; a `ProgressUpdate` for
+    /// JSON: a `VideoResource` for `snapshot`, `playable`, `ready` and `failed`; a `ProgressUpdate` for
     /// `progress`; `{"id", "status"}` for `status`, `canceled` and `reconnect`.
     #[schema(content_media_type = "application/json")]
     pub data: String,
@@ -140,6 +140,8 @@ pub enum EventName {
     Snapshot,
     Progress,
     Status,
+    /// The ladder can be watched while it still encodes (`links.playlist` is set).
+    Playable,
     Ready,
     Failed,
     Canceled,
@@ -175,6 +177,9 @@ impl VideoResource {
     pub fn new(video: &Video, signer: Option<&PlaybackSigner>) -> Self {
         let id = video.id;
         let ready = video.status == VideoStatus::Ready;
+        // While it encodes, a playable video's ladder grows in place (see `transcode::live`).
+        let watchable =
+            ready || (video.status == VideoStatus::Processing && video.playable_at.is_some());
         let signed = |url: String| match (video.visibility, signer) {
             (Visibility::Private, Some(signer)) => format!("{url}?{}", signer.query(id)),
             _ => url,
@@ -204,7 +209,7 @@ impl VideoResource {
                 self_: video_url(id),
                 events: format!("{}/events", video_url(id)),
                 source: format!("{}/source", video_url(id)),
-                playlist: ready.then(|| signed(format!("/hls/{id}/master.m3u8"))),
+                playlist: watchable.then(|| signed(format!("/hls/{id}/master.m3u8"))),
                 poster: ready.then(|| signed(format!("/hls/{id}/poster.jpg"))),
                 storyboard: ready.then(|| signed(format!("/hls/{id}/storyboard.vtt"))),
             },

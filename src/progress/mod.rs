@@ -73,6 +73,8 @@ impl ProgressUpdate {
 pub enum JobEvent {
     Progress(ProgressUpdate),
     Status(VideoStatus),
+    /// The ladder's first segment is published in every rendition: watchable while it encodes.
+    Playable(Arc<Video>),
     Ready(Arc<Video>),
     Failed(Arc<Video>),
     Canceled,

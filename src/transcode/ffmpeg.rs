@@ -92,8 +92,10 @@ pub fn ladder_args(plan: &EncodePlan) -> Vec<OsString> {
         "hls",
         "-hls_time",
         &segment,
+        // EVENT, so ffmpeg rewrites each playlist (temp file + rename) as every segment
+        // closes and `live` can follow; `outputs` makes the finished ones VOD.
         "-hls_playlist_type",
-        "vod",
+        "event",
         "-hls_segment_type",
         "fmp4",
         "-hls_flags",

@@ -202,9 +202,17 @@ impl Encoders {
             cancel,
             |_| {},
         );
-        let (encoded, postered) = tokio::join!(
-            self.encode(lease, &plan, probed.duration, cancel),
-            poster_run
+        // While it encodes, the ladder grows in `hls/<id>` (see `live`).
+        let encode_done = CancellationToken::new();
+        let encode = async {
+            let encoded = self.encode(lease, &plan, probed.duration, cancel).await;
+            encode_done.cancel();
+            encoded
+        };
+        let (encoded, postered, ()) = tokio::join!(
+            encode,
+            poster_run,
+            self.follow_live(video, lease, &plan, &encode_done)
         );
         encoded?;
         if cancel.is_cancelled() {

@@ -15,6 +15,7 @@ pub mod supervise;
 pub mod tools;
 
 mod job;
+pub mod live;
 mod outputs;
 mod settle;
 
@@ -300,6 +301,7 @@ impl Encoders {
     /// A job's task panicked: fail it with a reason (the worker goes on).
     async fn after_panic(&self, lease: Lease) {
         error!(video.id = %lease.video, "a job panicked; failing it");
+        live::withdraw(&self.media, lease);
         let error = JobError {
             code: "internal_error".into(),
             message: "An internal error stopped the processing of this video; it was logged for \

@@ -121,8 +121,11 @@ fn measure(dir: &Path) -> Result<Measured, PlaylistError> {
         .map(|s| f64::from(s.duration))
         .collect();
     let target = target_duration(&durations);
-    if playlist.target_duration != target {
-        let fixed = with_target_duration(&String::from_utf8_lossy(&text), target);
+    // ffmpeg writes an EVENT playlist (so it grows while it encodes, see `super::live`); the
+    // finished one is VOD (RFC 8216 §4.3.3.5).
+    let vod = playlist.playlist_type == Some(m3u8_rs::MediaPlaylistType::Vod);
+    if playlist.target_duration != target || !vod {
+        let fixed = as_vod(&String::from_utf8_lossy(&text), target);
         std::fs::write(&playlist_path, fixed).map_err(|source| PlaylistError::Write {
             path: playlist_path.clone(),
             source,
@@ -166,12 +169,14 @@ pub fn target_duration(durations: &[f64]) -> u64 {
         .max(1)
 }
 
-/// The playlist text with its `#EXT-X-TARGETDURATION` set to `target`.
-fn with_target_duration(text: &str, target: u64) -> String {
+/// The playlist text with its `#EXT-X-TARGETDURATION` set to `target` and its type VOD.
+fn as_vod(text: &str, target: u64) -> String {
     text.lines()
         .map(|line| {
             if line.starts_with("#EXT-X-TARGETDURATION:") {
                 format!("#EXT-X-TARGETDURATION:{target}")
+            } else if line.starts_with("#EXT-X-PLAYLIST-TYPE:") {
+                "#EXT-X-PLAYLIST-TYPE:VOD".to_owned()
             } else {
                 line.to_owned()
             }
@@ -304,9 +309,9 @@ mod tests {
         assert_eq!(target_duration(&[4.0, 4.6]), 5);
         assert_eq!(target_duration(&[]), 1);
         let text = "#EXTM3U\n#EXT-X-TARGETDURATION:0\n#EXTINF:0.167,\nseg.m4s\n#EXT-X-ENDLIST\n";
-        assert!(
-            with_target_duration(text, 1).contains("\n#EXT-X-TARGETDURATION:1\n#EXTINF:0.167,")
-        );
+        assert!(as_vod(text, 1).contains("\n#EXT-X-TARGETDURATION:1\n#EXTINF:0.167,"));
+        let event = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-PLAYLIST-TYPE:EVENT\n";
+        assert!(as_vod(event, 1).contains("\n#EXT-X-PLAYLIST-TYPE:VOD\n"));
     }
 
     #[test]

@@ -66,9 +66,17 @@ impl Encoders {
     ) -> &'static str {
         let id = lease.video;
         let failure = match outcome {
-            Ok(encoded) => return self.publish(lease, encoded).await,
+            Ok(encoded) => {
+                let label = self.publish(lease, encoded).await;
+                if label != "ready" {
+                    super::live::withdraw(&self.media, lease);
+                }
+                return label;
+            }
             Err(failure) => failure,
         };
+        // A ladder that grew while it encoded goes before anyone is told (players get 404).
+        super::live::withdraw(&self.media, lease);
         match failure {
             JobFailure::Fatal(error) => {
                 warn!(code = %error.code, reason = %error.message, "job failed");
@@ -177,7 +185,7 @@ impl Encoders {
         };
         let private = finishing.video().visibility == Visibility::Private;
         crate::media::mark_private(&encoded.ladder, private)
-            .and_then(|()| self.media.publish(&encoded.ladder, lease.video))?;
+            .and_then(|()| super::live::publish(&self.media, &encoded.ladder, lease.video))?;
         match finishing.commit().await {
             Ok(video) => Ok(Some(video)),
             Err(error) => {

@@ -15,6 +15,7 @@ mod inputs;
 mod ladder_checks;
 mod library;
 mod lifecycle;
+mod live;
 mod monitoring;
 mod openapi;
 mod pipeline;

@@ -1,0 +1,251 @@
+//! Playable in seconds: the ladder grows in `hls/<id>` while it encodes (EVENT playlists,
+//! aligned across rungs, `no-cache`), becomes VOD when ready, and disappears when the job does
+//! not finish.
+
+use std::time::Duration;
+
+use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, Playlist};
+
+use crate::fixtures;
+use crate::helpers::{Sse, TestApp};
+use crate::ladder_checks::{Expect, assert_ladder};
+
+/// A slower preset than the specs' default, so a 20 s clip is still encoding when the spec
+/// looks at it.
+const SLOW: [&str; 2] = ["--x264-preset", "medium"];
+
+/// Reads the event stream until `playable` (or a terminal event); returns every event seen.
+async fn until_playable(app: &TestApp, id: &str) -> Vec<Sse> {
+    app.events(id, None, |e| {
+        matches!(
+            e.event.as_str(),
+            "playable" | "ready" | "failed" | "canceled"
+        )
+    })
+    .await
+}
+
+/// GETs a playlist from reel; returns its `Cache-Control` and text.
+async fn fetch(app: &TestApp, path: &str) -> (u16, String, String) {
+    let response = app.client.get(app.url(path)).send().await.expect("GET");
+    let status = response.status().as_u16();
+    let cache = response
+        .headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, cache, response.text().await.unwrap_or_default())
+}
+
+async fn master(app: &TestApp, id: &str) -> (String, MasterPlaylist) {
+    let (status, cache, text) = fetch(app, &format!("/hls/{id}/master.m3u8")).await;
+    assert_eq!(status, 200, "master of {id}");
+    match m3u8_rs::parse_playlist_res(text.as_bytes()) {
+        Ok(Playlist::MasterPlaylist(master)) => (cache, master),
+        other => panic!("not a master playlist: {other:?}\n{text}"),
+    }
+}
+
+async fn media(app: &TestApp, id: &str, uri: &str) -> (String, MediaPlaylist) {
+    let (status, cache, text) = fetch(app, &format!("/hls/{id}/{uri}")).await;
+    assert_eq!(status, 200, "{uri}");
+    match m3u8_rs::parse_playlist_res(text.as_bytes()) {
+        Ok(Playlist::MediaPlaylist(playlist)) => (cache, playlist),
+        other => panic!("not a media playlist: {other:?}\n{text}"),
+    }
+}
+
+/// Every media playlist of a master: each rung's, then the audio rendition's.
+fn media_uris(master: &MasterPlaylist) -> Vec<String> {
+    master
+        .variants
+        .iter()
+        .map(|v| v.uri.clone())
+        .chain(master.alternatives.iter().filter_map(|a| a.uri.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_ladder_is_watchable_while_it_encodes_and_becomes_vod_when_ready() {
+    let app = TestApp::spawn(&SLOW);
+    let source = fixtures::long();
+    let id = app.upload_id(&source).await;
+    let events = until_playable(&app, &id).await;
+    let last = events.last().expect("events");
+    assert_eq!(last.event, "playable", "playable before ready: {events:?}");
+    assert_eq!(last.data["status"], "processing", "{}", last.data);
+    assert!(last.data["playable_at"].is_string(), "{}", last.data);
+    let link = format!("/hls/{id}/master.m3u8");
+    assert_eq!(last.data["links"]["playlist"], link.as_str());
+
+    // While it encodes: EVENT playlists, aligned, never cached.
+    let (cache, growing) = master(&app, &id).await;
+    assert_eq!(cache, "no-cache");
+    assert_eq!(growing.variants.len(), 2, "{growing:?}");
+    assert!(!growing.alternatives.is_empty(), "the audio group");
+    let mut rungs: Vec<(String, MediaPlaylist)> = Vec::new();
+    for uri in media_uris(&growing) {
+        let (cache, playlist) = media(&app, &id, &uri).await;
+        assert_eq!(cache, "no-cache", "{uri}");
+        assert_eq!(
+            playlist.playlist_type,
+            Some(MediaPlaylistType::Event),
+            "{uri}"
+        );
+        assert!(!playlist.end_list, "{uri} still grows");
+        assert!(!playlist.segments.is_empty(), "{uri}");
+        rungs.push((uri, playlist));
+    }
+    let video = app.video(&id).await;
+    assert_eq!(
+        video["status"], "processing",
+        "the spec looked while it encoded"
+    );
+    // Rungs are fetched one after the other while they grow: at most one segment apart, the
+    // same durations on what they share, and every listed segment exists in every rung.
+    let counts: Vec<usize> = rungs.iter().map(|(_, p)| p.segments.len()).collect();
+    let (least, most) = (counts.iter().min(), counts.iter().max());
+    assert!(
+        most.zip(least).is_some_and(|(m, l)| m - l <= 1),
+        "{counts:?}"
+    );
+    let video_rungs = &rungs[..growing.variants.len()];
+    let shared = video_rungs.iter().map(|(_, p)| p.segments.len()).min();
+    for n in 0..shared.unwrap_or(0) {
+        let durations: Vec<f32> = video_rungs
+            .iter()
+            .map(|(_, p)| p.segments[n].duration)
+            .collect();
+        assert!(
+            durations.iter().all(|d| (d - durations[0]).abs() < 0.002),
+            "segment {n}: {durations:?}"
+        );
+    }
+    for (uri, playlist) in &rungs {
+        let folder = uri.rsplit_once('/').map_or("", |(folder, _)| folder);
+        let newest = &playlist.segments[playlist.segments.len() - 1].uri;
+        for (other, _) in &rungs {
+            let other = other.rsplit_once('/').map_or("", |(folder, _)| folder);
+            if other == folder || (folder == "audio") != (other == "audio") {
+                continue;
+            }
+            let (status, cache, _) = fetch(&app, &format!("/hls/{id}/{other}/{newest}")).await;
+            assert_eq!(status, 200, "{other}/{newest} exists as {folder} lists it");
+            assert!(
+                cache.contains("immutable"),
+                "segments stay immutable: {cache}"
+            );
+        }
+    }
+
+    // ffmpeg plays the growing master.
+    let url = app.url(&link);
+    let played = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i", &url, "-t", "2", "-f", "null", "-"])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run ffmpeg");
+    assert!(
+        played.status.success(),
+        "ffmpeg reads the growing ladder: {}",
+        String::from_utf8_lossy(&played.stderr)
+    );
+
+    // Ready: VOD with ENDLIST, measured rates within the growing bounds, every ladder check.
+    let ready = app.wait_for(&id, "ready").await;
+    let (cache, fin) = master(&app, &id).await;
+    assert!(cache.contains("immutable"), "{cache}");
+    for (grown, done) in growing.variants.iter().zip(&fin.variants) {
+        assert_eq!(grown.uri, done.uri);
+        assert!(
+            done.bandwidth <= grown.bandwidth,
+            "{}: measured {} within the bound {}",
+            done.uri,
+            done.bandwidth,
+            grown.bandwidth
+        );
+    }
+    for uri in media_uris(&fin) {
+        let (_, playlist) = media(&app, &id, &uri).await;
+        assert_eq!(
+            playlist.playlist_type,
+            Some(MediaPlaylistType::Vod),
+            "{uri}"
+        );
+        assert!(playlist.end_list, "{uri}");
+    }
+    assert!(
+        !app.media.join("hls").join(&id).join(".growing").exists(),
+        "the finished ladder replaced the growing one"
+    );
+    assert_eq!(ready["playable_at"], last.data["playable_at"], "{ready}");
+    assert_ladder(&app, &id, &source, Expect::default()).await;
+    let (_, history) = app.get_json(&format!("/api/v1/videos/{id}/history")).await;
+    let text = history.to_string();
+    let (playable, done) = (text.find("\"playable\""), text.find("\"ready\""));
+    assert!(
+        playable.is_some() && playable < done,
+        "history: playable, then ready: {history}"
+    );
+}
+
+#[tokio::test]
+async fn canceling_a_playable_video_takes_its_ladder_down() {
+    let app = TestApp::spawn(&SLOW);
+    let id = app.upload_id(&fixtures::long()).await;
+    let events = until_playable(&app, &id).await;
+    assert_eq!(events.last().map(|e| e.event.as_str()), Some("playable"));
+    assert_eq!(fetch(&app, &format!("/hls/{id}/master.m3u8")).await.0, 200);
+
+    assert_eq!(app.delete(&id).await, 204);
+    assert_eq!(fetch(&app, &format!("/hls/{id}/master.m3u8")).await.0, 404);
+    // Whatever the encoder was doing, it publishes nothing afterwards.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !app.media.join("hls").join(&id).exists(),
+        "the partial ladder is gone: {:?}",
+        app.files_in("hls")
+    );
+}
+
+#[tokio::test]
+async fn a_crash_while_playable_is_redone_into_one_consistent_ladder() {
+    // One node on its own SQLite file: its restart knows every job died with it.
+    let dir = tempfile::tempdir().expect("media");
+    let url = format!("sqlite://{}/reel.db", dir.path().display());
+    let flags = ["--database-url", url.as_str(), SLOW[0], SLOW[1]];
+    let mut app = TestApp::start("serve", dir.path(), &flags, Vec::new());
+    let source = fixtures::long();
+    let id = app.upload_id(&source).await;
+    let events = until_playable(&app, &id).await;
+    assert_eq!(events.last().map(|e| e.event.as_str()), Some("playable"));
+    app.crash();
+    assert!(app.media.join("hls").join(&id).join(".growing").is_file());
+
+    let app = TestApp::spawn_in(dir.path(), &flags, Vec::new());
+    let ready = app.wait_for(&id, "ready").await;
+    assert!(ready["playable_at"].is_string(), "{ready}");
+    let hls = app.media.join("hls").join(&id);
+    assert!(!hls.join(".growing").exists());
+    assert_ladder(&app, &id, &source, Expect::default()).await;
+    // One ladder: every file in it is named by its playlists (no segment of the first try).
+    let (_, fin) = master(&app, &id).await;
+    for uri in media_uris(&fin) {
+        let (_, playlist) = media(&app, &id, &uri).await;
+        let folder = uri.rsplit_once('/').map_or("", |(folder, _)| folder);
+        let listed = playlist.segments.len();
+        let on_disk = std::fs::read_dir(hls.join(folder))
+            .expect("rung folder")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".m4s"))
+            .count();
+        assert_eq!(
+            on_disk, listed,
+            "{folder}: segments on disk are the listed ones"
+        );
+    }
+}
