@@ -9,7 +9,7 @@ import { aspectRatio, displayName, formatBytes, formatDate, formatDuration, reso
 import { attachPlayer } from './lib/player.js';
 import { setUpQuality } from './lib/quality.js';
 import { copyText, embedCode } from './lib/share.js';
-import { createStage, failedText, notFound, showProgressUntilDone } from './lib/stage.js';
+import { createStage, failedText, notFound, showProgressUntilDone, stoppedText } from './lib/stage.js';
 import { loadStoryboard, setUpSeekBar } from './lib/storyboard.js';
 import { setUpTitleEditor } from './lib/title-edit.js';
 
@@ -29,6 +29,8 @@ const stage = createStage({
 });
 let video = null;
 let shareTimer = null;
+/** The attached player, once there is one. */
+let playing = null;
 
 /** Shows what is known about the video beside the player. */
 function render(next) {
@@ -56,6 +58,7 @@ async function play(ready) {
     onError: (message) => showMessage(el.playerError, message),
   });
   if (!player) return;
+  playing = player;
   el.player.dataset.mode = player.mode;
   // The seek bar under the player, with storyboard thumbnails once the track has loaded.
   const bar = setUpSeekBar(
@@ -69,7 +72,22 @@ async function play(ready) {
 }
 
 function follow(unfinished) {
+  let started = false;
+  const playable = (growing) => {
+    started = true;
+    render(growing);
+    announce('You can watch the video while it is still being processed.');
+    play(growing);
+  };
   showProgressUntilDone(unfinished, stage, (final) => {
+    if (started && (!final || final.status !== 'ready')) {
+      // Its partial ladder is gone: say why instead of a stalled player.
+      if (playing) playing.destroy();
+      playing = null;
+      if (final) render(final);
+      stage.say(stoppedText(final));
+      return;
+    }
     if (!final) {
       el.details.hidden = true;
       stage.say(notFound(true));
@@ -78,11 +96,12 @@ function follow(unfinished) {
     render(final);
     if (final.status === 'ready') {
       announce('The video is ready to play.');
-      play(final);
+      // A player already on the growing ladder goes on into the finished one.
+      if (!started) play(final);
     } else {
       stage.say(final.status === 'failed' ? failedText(final) : 'Processing of this video was canceled.');
     }
-  });
+  }, playable);
 }
 
 async function share(kind) {

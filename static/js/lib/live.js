@@ -15,10 +15,15 @@ let streams = 0;
 
 /**
  * Follows one video until it ends. `onUpdate(job)` gets { status, step, percent,
- * queue_position, eta_seconds } as things move; `onEnd(video)` gets the final resource
- * (ready, failed or canceled), or null when the video was deleted. Returns `stop()`.
+ * queue_position, eta_seconds } as things move; `onPlayable(video)` (optional) gets the
+ * resource once its ladder can be watched while it still encodes; `onEnd(video)` gets the
+ * final resource (ready, failed or canceled), or null when the video was deleted. Returns
+ * `stop()`.
  */
-export function follow(video, { onUpdate, onEnd }) {
+export function follow(video, { onUpdate, onEnd, onPlayable = () => {} }) {
+  const playable = (v) => {
+    if (v.status === 'processing' && v.playable_at && v.links.playlist) onPlayable(v);
+  };
   let stopped = false;
   let es = null;
   let timer = null;
@@ -48,6 +53,7 @@ export function follow(video, { onUpdate, onEnd }) {
       if (stopped) return;
       if (!current) return end(null);
       if (TERMINAL.has(current.status)) return end(current);
+      playable(current);
       onUpdate(jobOf(current));
     } catch { /* the network hiccupped: try again on the next tick */ }
     timer = setTimeout(poll, POLL_MS);
@@ -69,7 +75,8 @@ export function follow(video, { onUpdate, onEnd }) {
       try { data = JSON.parse(e.data); } catch { return; }
       handler(data);
     });
-    on('snapshot', (v) => onUpdate(jobOf(v)));
+    on('snapshot', (v) => { playable(v); onUpdate(jobOf(v)); });
+    on('playable', playable);
     on('progress', onUpdate);
     on('status', (change) => onUpdate({ status: change.status }));
     on('ready', end);

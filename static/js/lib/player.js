@@ -31,7 +31,7 @@ export function renditionOnScreen(renditions, width, height) {
 }
 
 /**
- * Starts `video` (a ready resource) in the <video> element `media`. `onRendition(rung|null)`
+ * Starts `video` (a ready resource, or a processing one whose ladder grows) in the <video> element `media`. `onRendition(rung|null)`
  * runs whenever the picture's size changes; `onError(message)` when playback cannot go on.
  * Resolves { mode: 'native' | 'hls.js', renditions, select(index), onScreen(), destroy() }
  * (`select(-1)` is automatic), or null when this browser cannot play HLS at all.
@@ -45,6 +45,11 @@ export async function attachPlayer(media, video, { onRendition = () => {}, onErr
   media.addEventListener('resize', report);
   media.addEventListener('loadedmetadata', report);
 
+  // A ladder still growing is an EVENT playlist, which players start near its end unless told.
+  const growing = video.status === 'processing';
+  if (growing) {
+    media.addEventListener('loadedmetadata', () => { if (media.currentTime > 0) media.currentTime = 0; }, { once: true });
+  }
   if (media.canPlayType(HLS_TYPE)) {
     media.addEventListener('error', () => onError('This video could not be played. Please reload the page.'));
     media.src = master;
@@ -62,7 +67,7 @@ export async function attachPlayer(media, video, { onRendition = () => {}, onErr
     onError('This browser can’t play this video. A recent Firefox, Chrome, Edge or Safari can.');
     return null;
   }
-  const hls = new Hls();
+  const hls = new Hls(growing ? { startPosition: 0 } : {});
   hls.on(Hls.Events.ERROR, (_event, data) => {
     if (!data.fatal) return;
     // The two recoverable cases per the hls.js docs; anything else is final.

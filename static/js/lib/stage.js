@@ -42,18 +42,33 @@ export const notFound = (withLink) => [
   withLink ? h('a', { href: '/' }, 'See all videos') : null,
 ].filter(Boolean).flatMap((part, i) => (i ? [' ', part] : [part]));
 
+/** Why a video that was playing while it encoded stopped. */
+export function stoppedText(video) {
+  if (video && video.status === 'failed') return `Playback stopped. ${failedText(video)}`;
+  if (video && video.status === 'canceled') return 'Playback stopped: processing of this video was canceled.';
+  return 'Playback stopped: this video was deleted.';
+}
+
 /**
  * Shows an unfinished `video`'s progress on `stage` until it ends; `onEnd(final|null)` gets
- * the final resource (null when it was deleted). Returns stop().
+ * the final resource (null when it was deleted). `onPlayable(video)`, when given, runs once if
+ * the video can be watched while it still encodes; the stage then stops showing progress
+ * (the player is on it). Returns stop().
  */
-export function showProgressUntilDone(video, stage, onEnd) {
+export function showProgressUntilDone(video, stage, onEnd, onPlayable = null) {
   const job = {};
+  let playing = false;
   const update = (change) => {
     Object.assign(job, Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)));
-    if (TERMINAL.has(job.status)) return;
+    if (TERMINAL.has(job.status) || playing) return;
     const percent = Math.max(0, Math.min(100, job.percent || 0));
     stage.say(`This video is being processed. ${progressText({ ...job, percent })}`, percent);
   };
   update({ status: video.status, step: video.step, percent: (video.progress || 0) * 100, queue_position: video.queue_position });
-  return follow(video, { onUpdate: update, onEnd });
+  const playable = (v) => {
+    if (playing || !onPlayable) return;
+    playing = true;
+    onPlayable(v);
+  };
+  return follow(video, { onUpdate: update, onEnd, onPlayable: playable });
 }
