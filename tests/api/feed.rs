@@ -107,6 +107,11 @@ async fn a_consumer_sees_every_event_once_in_order_while_four_writers_commit() {
             .filter(|e| e["video"] == id.as_str())
             .filter_map(|e| e["kind"].as_str())
             .collect();
+        // `playable` comes when a look at the growing ladder caught it before the encode ended
+        // (a short clip may be done first).
+        let playable = kinds.iter().position(|k| *k == "playable");
+        assert!(playable.is_none_or(|at| at == 3), "{id}: {kinds:?}");
+        let kinds: Vec<&str> = kinds.into_iter().filter(|k| *k != "playable").collect();
         assert_eq!(kinds, ["uploaded", "queued", "processing", "ready"], "{id}");
     }
     // Resuming from a cursor in the middle gives exactly the rest.
