@@ -7,7 +7,7 @@ use std::time::Duration;
 use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, Playlist};
 
 use crate::fixtures;
-use crate::helpers::{Sse, TestApp};
+use crate::helpers::{Sse, TestApp, postgres_database, postgres_url};
 use crate::ladder_checks::{Expect, assert_ladder};
 
 /// A slower preset than the specs' default, so a 20 s clip is still encoding when the spec
@@ -248,4 +248,38 @@ async fn a_crash_while_playable_is_redone_into_one_consistent_ladder() {
             "{folder}: segments on disk are the listed ones"
         );
     }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: scripts/test runs it"]
+async fn on_a_shared_queue_the_playable_event_and_the_growing_ladder_reach_an_api_node() {
+    let admin = postgres_url()
+        .expect("this spec needs REEL_TEST_POSTGRES_URL: run it through scripts/test");
+    let media = tempfile::tempdir().expect("media");
+    let database = postgres_database(&admin, &media.path().to_string_lossy());
+    let shared = ["--database-url", database.as_str(), "--lease-secs", "4"];
+    let api = TestApp::start(
+        "serve",
+        media.path(),
+        &[&shared[..], &["--encoders", "0"]].concat(),
+        Vec::new(),
+    );
+    let _worker = TestApp::start(
+        "work",
+        media.path(),
+        &[&shared[..], &SLOW[..]].concat(),
+        Vec::new(),
+    );
+
+    let id = api.upload_id(&fixtures::long()).await;
+    let events = until_playable(&api, &id).await;
+    let last = events.last().expect("events");
+    assert_eq!(last.event, "playable", "{events:?}");
+    assert_eq!(last.data["status"], "processing");
+    let (cache, growing) = master(&api, &id).await;
+    assert_eq!(cache, "no-cache");
+    assert!(!growing.variants.is_empty());
+    api.wait_for(&id, "ready").await;
+    let (cache, _) = master(&api, &id).await;
+    assert!(cache.contains("immutable"), "{cache}");
 }
