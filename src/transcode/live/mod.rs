@@ -1,0 +1,173 @@
+//! Playable in seconds: while ffmpeg encodes, the ladder grows in `hls/<id>` so viewers start
+//! watching long before it is done.
+//!
+//! ffmpeg writes `EVENT` playlists in the work folder, each rewritten (temp file + rename) as a
+//! segment closes. Every `TICK`, `Growing::step` reads them and publishes segment `n` only
+//! once **every** rendition (each rung and the audio) lists it, so the published rungs stay
+//! aligned at every instant. Published segments and init segments are hard links of the work
+//! folder's files under the same names as the final ladder's; the published media playlists
+//! are `EXT-X-PLAYLIST-TYPE:EVENT` (RFC 8216 §4.3.3.5: segments are only ever appended) with a
+//! target duration that does not change while they grow (§6.2.1), each written atomically.
+//!
+//! The first publication (init and first segment of every rendition, their playlists, the
+//! master with upper-bound BANDWIDTH, the [`GROWING_MARKER`]) is assembled inside the job's
+//! work folder and renamed into place in one step. At the end, `publish` exchanges the
+//! finished VOD ladder with the growing one (`renameat2(RENAME_EXCHANGE)`), so a player never
+//! finds the folder missing and keeps the segment names it already has. A job that ends any
+//! other way `withdraw`s the growing ladder: players get `404`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::Encoders;
+use super::ffmpeg::EncodePlan;
+use super::playlist::PlaylistError;
+use crate::domain::{Video, VideoId};
+use crate::media::{MediaError, MediaRoot, sync_dir};
+use crate::progress::JobEvent;
+use crate::store::Lease;
+
+mod growing;
+use growing::{Growing, Growth};
+
+/// How often the work folder's playlists are looked at.
+const TICK: Duration = Duration::from_millis(400);
+
+/// The file in a growing ladder's folder (a dot file: never served) that says it still grows;
+/// it holds the lease token of the attempt that owns it. nginx and reel serve the playlists of
+/// such a folder `no-cache`.
+pub const GROWING_MARKER: &str = ".growing";
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LiveError {
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error(transparent)]
+    Playlist(#[from] PlaylistError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MediaError + '_ {
+    move |source| MediaError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Whether the ladder folder `dir` is still growing (its marker exists).
+pub fn is_growing(dir: &Path) -> bool {
+    dir.join(GROWING_MARKER).is_file()
+}
+
+/// Removes a growing ladder left by an attempt that died (a crash, `kill -9`), whatever its
+/// owner; a finished ladder (no marker) is kept. Used by recovery before the job runs again.
+pub fn remove_growing(media: &MediaRoot, id: VideoId) -> Result<bool, MediaError> {
+    let dir = media.hls_dir(id);
+    if !is_growing(&dir) {
+        return Ok(false);
+    }
+    std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+    Ok(true)
+}
+
+/// Removes the growing ladder of the attempt holding `lease`, if it is still there and still
+/// its own (a newer attempt's ladder is left alone). Best effort: logged, not returned.
+pub(super) fn withdraw(media: &MediaRoot, lease: Lease) {
+    let dir = media.hls_dir(lease.video);
+    let owner = std::fs::read_to_string(dir.join(GROWING_MARKER)).ok();
+    if owner.as_deref().map(str::trim) != Some(lease.token.to_string().as_str()) {
+        return;
+    }
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => info!("the partial ladder was withdrawn"),
+        Err(error) => warn!(%error, "cannot withdraw the partial ladder"),
+    }
+}
+
+/// Publishes a finished ladder at `hls/<id>`: over a growing one by exchanging the two folders
+/// in one `renameat2(RENAME_EXCHANGE)` (then removing the old one, whose files are links of the
+/// new one's), else by [`MediaRoot::publish`].
+pub(super) fn publish(
+    media: &MediaRoot,
+    ladder: &Path,
+    id: VideoId,
+) -> Result<PathBuf, MediaError> {
+    let target = media.hls_dir(id);
+    if !is_growing(&target) {
+        return media.publish(ladder, id);
+    }
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        ladder,
+        rustix::fs::CWD,
+        &target,
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .map_err(|errno| io(&target)(errno.into()))?;
+    sync_dir(&media.hls_root());
+    // `ladder` now names the growing folder; it must go so that an undo can rename back.
+    std::fs::remove_dir_all(ladder).map_err(io(ladder))?;
+    Ok(target)
+}
+
+impl Encoders {
+    /// Follows an encode until `done`: publishes the ladder as it grows, and the first time it
+    /// appears records the video playable (fenced by the lease) and tells subscribers.
+    /// Progressive publication is best effort: when it fails, the job goes on and publishes
+    /// the finished ladder as usual.
+    pub(super) async fn follow_live(
+        &self,
+        video: &Video,
+        lease: Lease,
+        plan: &EncodePlan,
+        done: &CancellationToken,
+    ) {
+        let mut growing = Growing::new(&self.media, video, lease, plan);
+        let mut announced = false;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = done.cancelled() => return,
+            }
+            let (back, result) = match tokio::task::spawn_blocking(move || {
+                let result = growing.step();
+                (growing, result)
+            })
+            .await
+            {
+                Ok(stepped) => stepped,
+                Err(join) => {
+                    warn!(error = %join, "progressive publication stopped");
+                    return;
+                }
+            };
+            growing = back;
+            match result {
+                Ok(Growth::Gone) => return,
+                Ok(Growth::Appeared) => info!("the ladder is playable while it encodes"),
+                Ok(Growth::Waiting | Growth::Grew(_)) => {}
+                Err(error) => {
+                    warn!(%error, "progressive publication stopped; the ladder is published when done");
+                    return;
+                }
+            }
+            if growing.published > 0 && !announced {
+                match self.store.mark_playable(&lease).await {
+                    Ok(Some(video)) => {
+                        announced = true;
+                        self.bus
+                            .publish(lease.video, JobEvent::Playable(Arc::new(video)));
+                    }
+                    // The lease is lost: the heartbeat stops the job.
+                    Ok(None) => return,
+                    Err(error) => warn!(%error, "cannot record the video playable yet"),
+                }
+            }
+        }
+    }
+}
