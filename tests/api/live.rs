@@ -7,7 +7,7 @@ use std::time::Duration;
 use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, Playlist};
 
 use crate::fixtures;
-use crate::helpers::{Sse, TestApp, postgres_database, postgres_url};
+use crate::helpers::{Sse, TestApp, postgres_database, postgres_url, wait_until};
 use crate::ladder_checks::{Expect, assert_ladder};
 
 /// A slower preset than the specs' default, so a 20 s clip is still encoding when the spec
@@ -232,10 +232,17 @@ async fn a_crash_while_playable_is_redone_into_one_consistent_ladder() {
     let hls = app.media.join("hls").join(&id);
     assert!(!hls.join(".growing").exists());
     assert_ladder(&app, &id, &source, Expect::default()).await;
-    // One ladder: every file in it is named by its playlists (no segment of the first try).
-    let (_, fin) = master(&app, &id).await;
+    assert_one_ladder(&app, &id).await;
+}
+
+/// One ladder: every segment in its folders is named by its playlists (none of another try).
+async fn assert_one_ladder(app: &TestApp, id: &str) {
+    let hls = app.media.join("hls").join(id);
+    assert!(!hls.join(".growing").exists(), "finished");
+    let (_, fin) = master(app, id).await;
     for uri in media_uris(&fin) {
-        let (_, playlist) = media(&app, &id, &uri).await;
+        let (_, playlist) = media(app, id, &uri).await;
+        assert!(playlist.end_list, "{uri}");
         let folder = uri.rsplit_once('/').map_or("", |(folder, _)| folder);
         let listed = playlist.segments.len();
         let on_disk = std::fs::read_dir(hls.join(folder))
@@ -282,4 +289,50 @@ async fn on_a_shared_queue_the_playable_event_and_the_growing_ladder_reach_an_ap
     api.wait_for(&id, "ready").await;
     let (cache, _) = master(&api, &id).await;
     assert!(cache.contains("immutable"), "{cache}");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: scripts/test runs it"]
+async fn a_worker_that_lost_its_lease_after_playable_leaves_the_next_attempts_ladder_alone() {
+    let admin = postgres_url()
+        .expect("this spec needs REEL_TEST_POSTGRES_URL: run it through scripts/test");
+    let media = tempfile::tempdir().expect("media");
+    let database = postgres_database(&admin, &media.path().to_string_lossy());
+    let shared = ["--database-url", database.as_str(), "--lease-secs", "3"];
+    let api = TestApp::start(
+        "serve",
+        media.path(),
+        &[&shared[..], &["--encoders", "0"]].concat(),
+        Vec::new(),
+    );
+    let slow = [&shared[..], &SLOW[..]].concat();
+    let paused = TestApp::start("work", media.path(), &slow, Vec::new());
+    let id = api.upload_id(&fixtures::long()).await;
+    let events = until_playable(&api, &id).await;
+    assert_eq!(events.last().map(|e| e.event.as_str()), Some("playable"));
+    let marker = media.path().join("hls").join(&id).join(".growing");
+    let first = std::fs::read_to_string(&marker).expect("the first attempt's marker");
+    paused.signal("STOP");
+    let _second = TestApp::start("work", media.path(), &slow, Vec::new());
+    wait_until(
+        "the second attempt's growing ladder",
+        Duration::from_secs(60),
+        async || std::fs::read_to_string(&marker).is_ok_and(|owner| owner != first),
+    )
+    .await;
+    // The first worker wakes up with its ffmpeg still writing: it must touch nothing.
+    paused.signal("CONT");
+    wait_until(
+        "the paused worker to notice",
+        Duration::from_secs(20),
+        async || {
+            paused.logs().contains("lease lost") || paused.logs().contains("another worker holds")
+        },
+    )
+    .await;
+    let (status, _, _) = fetch(&api, &format!("/hls/{id}/master.m3u8")).await;
+    assert_eq!(status, 200, "the second attempt's ladder is still there");
+    api.wait_for(&id, "ready").await;
+    assert_ladder(&api, &id, &fixtures::long(), Expect::default()).await;
+    assert_one_ladder(&api, &id).await;
 }
