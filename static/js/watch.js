@@ -29,8 +29,9 @@ const stage = createStage({
 });
 let video = null;
 let shareTimer = null;
-/** The attached player, once there is one. */
+/** The attached player and its seek bar, once there are. */
 let playing = null;
+let seekBar = null;
 
 /** Shows what is known about the video beside the player. */
 function render(next) {
@@ -66,6 +67,7 @@ async function play(ready) {
     el.player,
     { duration: ready.source && ready.source.duration },
   );
+  seekBar = bar;
   loadStoryboard(ready.links.storyboard).then(bar.setCues);
   showQuality = setUpQuality({ box: el.quality, select: el.qualitySelect, now: el.qualityNow }, player);
   showQuality(player.onScreen());
@@ -96,8 +98,10 @@ function follow(unfinished) {
     render(final);
     if (final.status === 'ready') {
       announce('The video is ready to play.');
-      // A player already on the growing ladder goes on into the finished one.
+      // A player already on the growing ladder goes on into the finished one; the seek bar
+      // gets the storyboard, which only a finished ladder has.
       if (!started) play(final);
+      else if (seekBar) loadStoryboard(final.links.storyboard).then(seekBar.setCues);
     } else {
       stage.say(final.status === 'failed' ? failedText(final) : 'Processing of this video was canceled.');
     }
