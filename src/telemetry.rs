@@ -16,6 +16,7 @@ pub const ENCODERS_BUSY: &str = "reel_encoders_busy";
 pub const JOBS_RUNNING: &str = "reel_jobs_processing";
 pub const JOBS: &str = "reel_jobs_total";
 pub const JOB_DURATION: &str = "reel_job_duration_seconds";
+pub const TIME_TO_PLAYABLE: &str = "reel_time_to_playable_seconds";
 pub const SSE_CLIENTS: &str = "reel_sse_clients";
 pub const WEBHOOK_DELIVERIES: &str = "reel_webhook_deliveries_total";
 pub const WEBHOOK_DURATION: &str = "reel_webhook_delivery_duration_seconds";
@@ -124,6 +125,12 @@ pub fn init_metrics() -> PrometheusHandle {
                 )
                 .and_then(|b| {
                     b.set_buckets_for_metric(
+                        Matcher::Full(TIME_TO_PLAYABLE.into()),
+                        &[1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
                         Matcher::Full(WEBHOOK_DURATION.into()),
                         &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                     )
@@ -170,6 +177,12 @@ fn describe() {
         JOB_DURATION,
         metrics::Unit::Seconds,
         "Wall time of a job from claim to its end, by outcome."
+    );
+    describe_histogram!(
+        TIME_TO_PLAYABLE,
+        metrics::Unit::Seconds,
+        "Wall time from an upload's acceptance to its growing ladder being watchable (the \
+         first segment of every rendition published)."
     );
     describe_gauge!(SSE_CLIENTS, "Open Server-Sent Events streams.");
     describe_counter!(

@@ -183,6 +183,11 @@ async fn a_ladder_is_watchable_while_it_encodes_and_becomes_vod_when_ready() {
         "the finished ladder replaced the growing one"
     );
     assert_eq!(ready["playable_at"], last.data["playable_at"], "{ready}");
+    assert_eq!(
+        app.metric("reel_time_to_playable_seconds_count").await,
+        1.0,
+        "the wait to playable is measured"
+    );
     assert_ladder(&app, &id, &source, Expect::default()).await;
     let (_, history) = app.get_json(&format!("/api/v1/videos/{id}/history")).await;
     let text = history.to_string();

@@ -149,8 +149,7 @@ impl Encoders {
             growing = back;
             match result {
                 Ok(Growth::Gone) => return,
-                Ok(Growth::Appeared) => info!("the ladder is playable while it encodes"),
-                Ok(Growth::Waiting | Growth::Grew(_)) => {}
+                Ok(Growth::Waiting | Growth::Appeared | Growth::Grew(_)) => {}
                 Err(error) => {
                     warn!(%error, "progressive publication stopped; the ladder is published when done");
                     return;
@@ -160,6 +159,11 @@ impl Encoders {
                 match self.store.mark_playable(&lease).await {
                     Ok(Some(video)) => {
                         announced = true;
+                        if let Some(at) = video.playable_at {
+                            let waited = (at.0 - video.created_at.0).max(0) as f64 / 1000.0;
+                            info!(seconds = waited, "playable since the upload");
+                            metrics::histogram!(crate::telemetry::TIME_TO_PLAYABLE).record(waited);
+                        }
                         self.bus
                             .publish(lease.video, JobEvent::Playable(Arc::new(video)));
                     }
