@@ -218,6 +218,34 @@ async fn canceling_a_playable_video_takes_its_ladder_down() {
 }
 
 #[tokio::test]
+async fn a_job_that_fails_after_playable_takes_its_ladder_down_before_it_says_so() {
+    let app = TestApp::spawn(&[SLOW[0], SLOW[1], "--stall-timeout-secs", "5"]);
+    let id = app.upload_id(&fixtures::long()).await;
+    let events = until_playable(&app, &id).await;
+    assert_eq!(events.last().map(|e| e.event.as_str()), Some("playable"));
+    // A frozen encoder: reel stops it after the stall timeout and fails the job.
+    for pid in app.ffmpeg_processes() {
+        let _ = std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status();
+    }
+    let last = events.last().map(|e| e.id);
+    let rest = app
+        .events(&id, last, |e| {
+            matches!(e.event.as_str(), "ready" | "failed" | "canceled")
+        })
+        .await;
+    let end = rest.last().expect("the end");
+    assert_eq!(end.event, "failed", "{rest:?}");
+    assert_eq!(end.data["error"]["code"], "encode_stalled", "{}", end.data);
+    assert_eq!(fetch(&app, &format!("/hls/{id}/master.m3u8")).await.0, 404);
+    assert!(!app.media.join("hls").join(&id).exists());
+    // The resource keeps when it was playable, but links no playlist any more.
+    assert!(end.data["playable_at"].is_string(), "{}", end.data);
+    assert!(end.data["links"]["playlist"].is_null(), "{}", end.data);
+}
+
+#[tokio::test]
 async fn a_crash_while_playable_is_redone_into_one_consistent_ladder() {
     // One node on its own SQLite file: its restart knows every job died with it.
     let dir = tempfile::tempdir().expect("media");
