@@ -199,6 +199,32 @@ async fn a_ladder_is_watchable_while_it_encodes_and_becomes_vod_when_ready() {
 }
 
 #[tokio::test]
+async fn a_silent_source_grows_video_only_renditions() {
+    let app = TestApp::spawn(&SLOW);
+    let source = fixtures::long_silent();
+    let id = app.upload_id(&source).await;
+    let events = until_playable(&app, &id).await;
+    assert_eq!(events.last().map(|e| e.event.as_str()), Some("playable"));
+    let (_, growing) = master(&app, &id).await;
+    assert!(
+        growing.alternatives.is_empty(),
+        "no audio group: {growing:?}"
+    );
+    assert!(growing.variants.iter().all(|v| v.audio.is_none()));
+    for uri in media_uris(&growing) {
+        let (_, playlist) = media(&app, &id, &uri).await;
+        assert_eq!(
+            playlist.playlist_type,
+            Some(MediaPlaylistType::Event),
+            "{uri}"
+        );
+    }
+    app.wait_for(&id, "ready").await;
+    assert_ladder(&app, &id, &source, Expect::default()).await;
+    assert_one_ladder(&app, &id).await;
+}
+
+#[tokio::test]
 async fn canceling_a_playable_video_takes_its_ladder_down() {
     let app = TestApp::spawn(&SLOW);
     let id = app.upload_id(&fixtures::long()).await;
