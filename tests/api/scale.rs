@@ -301,6 +301,62 @@ async fn a_killed_worker_s_job_is_finished_by_another_after_its_lease() {
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL: scripts/test runs it"]
+async fn a_worker_stopped_with_sigterm_hands_its_job_back_at_once_and_another_finishes_it() {
+    let cluster = Cluster::new();
+    let api = cluster.api();
+    // A lease far longer than the spec: only an explicit hand-back lets the other worker in.
+    let mut first = cluster.worker(&["--x264-preset", "medium", "--lease-secs", "120"]);
+    let id = api.upload_id(&fixtures::long()).await;
+    let mut running = None;
+    wait_until(
+        "the first worker's ffmpeg",
+        Duration::from_secs(30),
+        async || {
+            running = ladder_process(&id);
+            running.is_some()
+        },
+    )
+    .await;
+    let (_, ffmpeg) = running.expect("running");
+    let _second = cluster.worker(&[]);
+    assert!(first.terminate().success(), "a clean exit on SIGTERM");
+    assert!(
+        !Path::new(&format!("/proc/{ffmpeg}")).exists(),
+        "its ffmpeg stopped before it exited"
+    );
+    wait_until(
+        "the other worker to claim the job",
+        Duration::from_secs(10),
+        async || {
+            let (_, history) = api.get_json(&format!("/api/v1/videos/{id}/history")).await;
+            history_kinds(&history)
+                .iter()
+                .filter(|k| *k == "processing")
+                .count()
+                == 2
+        },
+    )
+    .await;
+    let ready = api.wait_for(&id, "ready").await;
+    assert_eq!(ready["status"], "ready");
+    let (_, history) = api.get_json(&format!("/api/v1/videos/{id}/history")).await;
+    let handed_back: Vec<&Value> = history["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["kind"] == "retried")
+        .collect();
+    assert!(
+        handed_back.len() == 1
+            && handed_back[0]["data"]["reason"] == "shutdown"
+            && handed_back[0]["data"]["delay_seconds"] == 0.0,
+        "handed back at once, not charged as a failed attempt: {history}"
+    );
+    assert!(cluster.files("tmp").is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: scripts/test runs it"]
 async fn a_paused_worker_that_lost_its_lease_kills_its_ffmpeg_and_publishes_nothing() {
     let cluster = Cluster::new();
     let api = cluster.api();
