@@ -112,12 +112,12 @@ async fn send_source(
             .insert(header::CONTENT_DISPOSITION, value);
     }
     if is_get && response.status().is_success() {
-        let bytes = response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        // The body's own size: actix writes Content-Length from it when sending, so the
+        // header is not there yet.
+        let bytes = match actix_web::body::MessageBody::size(response.body()) {
+            actix_web::body::BodySize::Sized(n) => n,
+            _ => 0,
+        };
         service
             .record_download(&source.video, bytes, range.as_deref())
             .await;

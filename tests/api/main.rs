@@ -11,6 +11,7 @@ mod fixtures;
 mod forms;
 mod geoip;
 mod helpers;
+mod history;
 mod inputs;
 mod ladder_checks;
 mod library;
