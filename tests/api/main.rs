@@ -2,6 +2,7 @@
 //! One test binary, so one link step; modules only here.
 
 mod auth;
+mod cli;
 mod contract;
 mod corpus;
 mod events;
