@@ -570,3 +570,89 @@ async fn rs256_and_eddsa_public_keys_verify_their_tokens_and_refuse_another_key_
         );
     }
 }
+
+#[tokio::test]
+async fn resumable_uploads_need_a_creator_s_token_and_belong_to_whoever_created_them() {
+    let app = jwt_app(&[]);
+    let data = std::fs::read(fixtures::tiny()).expect("fixture");
+    let create = |token: Option<String>| {
+        let mut request = app
+            .client
+            .post(app.url("/api/v1/uploads"))
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Length", data.len().to_string());
+        if let Some(token) = token {
+            request = request.bearer(&token);
+        }
+        request.send()
+    };
+    assert_eq!(create(None).await.expect("create").status(), 401);
+    let viewer = token("vic", &["viewer"]);
+    assert_eq!(create(Some(viewer)).await.expect("create").status(), 403);
+    let ana = token("ana", &["creator"]);
+    let created = create(Some(ana.clone())).await.expect("create");
+    assert_eq!(created.status(), 201);
+    let location = created
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("Location")
+        .to_owned();
+    let url = app.url(&location);
+
+    // Someone else's upload does not exist for them, whatever the method.
+    let bob = token("bob", &["creator"]);
+    let head = |token: &str| {
+        app.client
+            .head(&url)
+            .header("Tus-Resumable", "1.0.0")
+            .bearer(token)
+            .send()
+    };
+    assert_eq!(head(&bob).await.expect("HEAD").status(), 404);
+    let stolen = app
+        .client
+        .patch(&url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .bearer(&bob)
+        .body(data.clone())
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(stolen.status(), 404);
+    let own = head(&ana).await.expect("HEAD");
+    assert_eq!(
+        own.headers()
+            .get("upload-offset")
+            .and_then(|v| v.to_str().ok()),
+        Some("0")
+    );
+    let done = app
+        .client
+        .patch(&url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .bearer(&ana)
+        .body(data.clone())
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(done.status(), 204);
+    let video = done
+        .headers()
+        .get("x-reel-video")
+        .and_then(|v| v.to_str().ok())
+        .expect("X-Reel-Video")
+        .to_owned();
+    // `X-Reel-Video` is the video's path.
+    let (status, resource) = get_as(&app, Some(&ana), &video).await;
+    assert_eq!(
+        (status, resource["owner"].as_str()),
+        (200, Some("ana")),
+        "{resource}"
+    );
+    assert_eq!(get_as(&app, Some(&bob), &video).await.0, 404);
+}
