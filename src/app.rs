@@ -19,7 +19,7 @@ use crate::bus::{Bus, Node};
 use crate::config::{AuthMode, Config, ConfigError, Role};
 use crate::feed;
 use crate::http;
-use crate::media::{MediaError, MediaRoot};
+use crate::media::{Media, MediaError, OpenError};
 use crate::progress::Hub;
 use crate::recovery;
 use crate::service::{Parts, Service};
@@ -40,6 +40,10 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("cannot prepare the media volume: {0}")]
     Media(#[from] MediaError),
+    #[error("{0}")]
+    Storage(#[from] OpenError),
+    #[error("the media store does not work: {}", crate::media::explain(.0))]
+    StorageCheck(#[source] MediaError),
     #[error("cannot open the database {url}: {source}")]
     Database {
         url: String,
@@ -85,11 +89,12 @@ impl Application {
         if role == Role::Work && !shared {
             return Err(StartupError::WorkNeedsPostgres);
         }
-        let media = MediaRoot::open(&config.media_dir)?;
+        let media: Media = config.storage.open(&config.media_dir)?;
+        media.check().await.map_err(StartupError::StorageCheck)?;
         let database_url = config
             .database_url
             .clone()
-            .unwrap_or_else(|| Store::sqlite_url_in(media.root()));
+            .unwrap_or_else(|| Store::sqlite_url_in(media.work().root()));
         let store = Store::connect(&database_url, config.database_connections)
             .await
             .map_err(|source| StartupError::Database {
@@ -101,7 +106,7 @@ impl Application {
         info!(ffmpeg = %tools.version, "tools checked");
 
         // Single node (SQLite): whatever was running died with the previous process.
-        recovery::reconcile(&store, &media, !shared)
+        recovery::reconcile(&store, media.as_ref(), !shared)
             .await
             .map_err(|source| StartupError::Database {
                 url: store.redacted_url().to_owned(),
@@ -171,7 +176,7 @@ impl Application {
             background.push(delivery.map_err(StartupError::Webhooks)?);
         }
         background.push(service.spawn_upload_sweeper());
-        info!(%addr, role = ?role, encoders = encoder_count, http_workers, bus = bus.name(), "listening");
+        info!(%addr, role = ?role, storage = media.kind(), encoders = encoder_count, http_workers, bus = bus.name(), "listening");
         Ok(Self {
             port: addr.port(),
             server,
@@ -258,7 +263,7 @@ fn http_server(
 
 fn background_tasks(
     store: &Store,
-    media: &MediaRoot,
+    media: &Media,
     node: &Arc<Node>,
     shared: bool,
 ) -> Vec<JoinHandle<()>> {
@@ -290,7 +295,7 @@ fn background_tasks(
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(error) = recovery::reconcile(&store, &media, false).await {
+                if let Err(error) = recovery::reconcile(&store, media.as_ref(), false).await {
                     warn!(%error, "the janitor could not reconcile the media volume");
                 }
             }

@@ -105,6 +105,9 @@ pub struct Config {
     #[arg(long, env = "REEL_MEDIA_DIR", default_value = "./media")]
     pub media_dir: PathBuf,
 
+    #[command(flatten)]
+    pub storage: crate::media::StorageArgs,
+
     /// Database URL: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`; defaults to a
     /// SQLite file inside the media dir. PostgreSQL lets many API nodes and workers share one
     /// queue.
@@ -311,6 +314,8 @@ pub enum ConfigError {
     PlaybackSecret,
     #[error("{0}")]
     Jwt(#[from] crate::auth::jwt::KeyError),
+    #[error("{0}")]
+    Storage(#[from] crate::media::StorageConfigError),
 }
 
 const X264_PRESETS: [&str; 10] = [
@@ -353,6 +358,7 @@ impl Config {
         if !(2..=3600).contains(&self.lease_secs) {
             return Err(ConfigError::Lease(self.lease_secs));
         }
+        self.storage.validate(self.lease_secs)?;
         for (name, value) in [
             ("max-attempts", u64::from(self.webhook_max_attempts)),
             ("backoff-base-ms", self.webhook_backoff_base_ms),
@@ -427,6 +433,7 @@ impl Config {
         Self {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             media_dir: media_dir.into(),
+            storage: Default::default(),
             database_url: None,
             database_connections: 8,
             encoders: Some(1),

@@ -87,6 +87,7 @@ pub fn configure_rest(config: &mut web::ServiceConfig, static_dir: &Option<PathB
         .service(uploads::upload_item_options)
         .service(uploads::method_override)
         .service(files::hls)
+        .service(files::hls_access)
         .service(web::scope("/api").default_service(web::to(fallback::api_fallback)));
     let routes = fallback::Routes::of(&openapi_document());
     for path in routes.outside_api() {

@@ -148,7 +148,8 @@ async fn receive_upload(
         meta.protocol = "multipart";
         service.admit_upload(caller, &meta).await?;
         let form =
-            upload::form::receive_form(req.headers(), payload, service.media(), limits).await?;
+            upload::form::receive_form(req.headers(), payload, service.media().as_ref(), limits)
+                .await?;
         meta.filename = form.filename.as_deref().and_then(clean_text);
         meta.title = form
             .title
@@ -178,7 +179,7 @@ async fn receive_upload(
     meta.title = header_text(req, "X-Title");
     meta.visibility = visibility(header_text(req, "X-Visibility").as_deref())?;
     service.admit_upload(caller, &meta).await?;
-    let received = upload::receive(payload, service.media(), limits).await?;
+    let received = upload::receive(payload, service.media().as_ref(), limits).await?;
     Ok(service.file_upload(caller, received, meta).await?)
 }
 

@@ -145,9 +145,13 @@ impl Encoders {
         let started = Instant::now();
         self.report(id, Step::Probing, 0.0);
         // A rerun after a crash starts from scratch.
-        self.media.remove_video_outputs(id)?;
+        self.media.remove_outputs(id).await?;
 
-        let source_path = self.media.source_path(id);
+        let workdir = self.media.work().job_workdir(id)?;
+        let source_path = tokio::select! {
+            fetched = self.media.fetch_source(id, workdir.path()) => fetched?,
+            () = cancel.cancelled() => return Err(JobFailure::Canceled),
+        };
         let probed = tokio::select! {
             probed = probe::probe(self.tools(), &self.settings.limits, &source_path, PROBE_TIMEOUT) => probed?,
             () = cancel.cancelled() => return Err(JobFailure::Canceled),
@@ -171,7 +175,6 @@ impl Encoders {
             "probed"
         );
 
-        let workdir = self.media.job_workdir(id)?;
         let ladder_dir = workdir.path().join("ladder");
         let plan = self.plan(&probed, source_path, ladder_dir.clone());
         std::fs::create_dir_all(&ladder_dir).map_err(|source| MediaError::Io {
@@ -256,6 +259,7 @@ impl Encoders {
         log.contains("No space left")
             || self
                 .media
+                .work()
                 .free_bytes()
                 .map(|free| free < 4 << 20)
                 .unwrap_or(false)
@@ -327,7 +331,13 @@ impl Encoders {
                             .record_progress(&lease, Step::Encoding, progress)
                             .await
                     });
-                    if floor > 0 && self.media.free_bytes().is_ok_and(|free| free < floor) {
+                    if floor > 0
+                        && self
+                            .media
+                            .work()
+                            .free_bytes()
+                            .is_ok_and(|free| free < floor)
+                    {
                         low_space.cancel();
                     }
                 }
