@@ -1,6 +1,7 @@
 //! Specs against the real thing: the `reel` binary on port 0, real ffmpeg, real disk.
 //! One test binary, so one link step; modules only here.
 
+mod bucket;
 mod contract;
 mod corpus;
 mod events;
@@ -15,6 +16,7 @@ mod lifecycle;
 mod openapi;
 mod pipeline;
 mod ranges;
+mod s3;
 mod scale;
 mod tus;
 mod tus_faults;

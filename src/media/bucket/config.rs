@@ -76,8 +76,7 @@ impl BucketConfig {
         if let Some(endpoint) = &self.endpoint {
             builder = builder
                 .with_endpoint(endpoint)
-                .with_virtual_hosted_style_request(false)
-                .with_allow_http(endpoint.starts_with("http://"));
+                .with_virtual_hosted_style_request(false);
         }
         builder
     }
@@ -85,7 +84,13 @@ impl BucketConfig {
     /// The request client (total time-out), the streaming client (none: reads are bounded
     /// per chunk instead), and the raw client for multipart housekeeping.
     pub(super) fn clients(&self) -> Result<(AmazonS3, AmazonS3, Raw), MediaError> {
+        // Client options replace the builder's whole set, so `allow_http` is given here.
+        let plain_http = self
+            .endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"));
         let options = ClientOptions::new()
+            .with_allow_http(plain_http)
             .with_connect_timeout(Duration::from_secs(5).min(self.timeout))
             .with_pool_idle_timeout(Duration::from_secs(30));
         let refused = |source: object_store::Error| MediaError::Refused {
