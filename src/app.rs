@@ -18,6 +18,7 @@ use crate::bus::notify::{self, PgBus};
 use crate::bus::{Bus, Node};
 use crate::config::{AuthMode, Config, ConfigError, Role};
 use crate::feed;
+use crate::geo::Geo;
 use crate::http;
 use crate::media::{Media, MediaError, OpenError};
 use crate::progress::Hub;
@@ -25,6 +26,7 @@ use crate::recovery;
 use crate::service::{Parts, Service};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
+use crate::tls::Tls;
 use crate::transcode::tools::{ToolError, Tools};
 use crate::transcode::{Encoders, Settings};
 
@@ -33,6 +35,8 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
 /// How often a shared deployment looks for orphaned files and missed terminal events.
 const JANITOR_EVERY: Duration = Duration::from_secs(600);
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
+/// How often history past `--history-retention-days` is removed.
+const HISTORY_PURGE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -68,6 +72,12 @@ pub enum StartupError {
     Webhooks(#[source] reqwest::Error),
     #[error("the HTTP server failed: {0}")]
     Server(#[source] std::io::Error),
+    #[error("{0}")]
+    Geo(#[from] crate::geo::GeoError),
+    #[error("cannot load the TLS certificate: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot set up TLS: {0}")]
+    Rustls(#[from] rustls::Error),
 }
 
 pub struct Application {
@@ -91,10 +101,12 @@ impl Application {
         }
         let media: Media = config.storage.open(&config.media_dir)?;
         media.check().await.map_err(StartupError::StorageCheck)?;
-        let database_url = config
-            .database_url
-            .clone()
-            .unwrap_or_else(|| Store::sqlite_url_in(media.work().root()));
+        let database_url = match &config.database_url {
+            // Each process names itself in pg_stat_activity unless the URL already does.
+            Some(url) if shared => crate::store::with_application_name(url, role.process_name()),
+            Some(url) => url.clone(),
+            None => Store::sqlite_url_in(media.work().root()),
+        };
         let store = Store::connect(&database_url, config.database_connections)
             .await
             .map_err(|source| StartupError::Database {
@@ -156,6 +168,10 @@ impl Application {
             }
             Some(AuthMode::None) | None => Auth::None,
         };
+        let edge = Edge {
+            geo: web::Data::new(Geo::open(&config.geo)?),
+            tls: Arc::new(Tls::load(&config.tls)?),
+        };
         let config = Arc::new(config);
         let service = Arc::new(Service::new(Parts {
             config: config.clone(),
@@ -167,16 +183,19 @@ impl Application {
             auth,
             shutdown: shutdown.clone(),
         }));
-        let server = http_server(service.clone(), role, http_workers, listener)
-            .map_err(|source| StartupError::Bind { addr, source })?;
-        let mut background = background_tasks(&store, &media, &node, shared);
+        let scheme = if edge.tls.serves() { "https" } else { "http" };
+        let reloader = Tls::spawn_reloader(&edge.tls);
+        let server = http_server(service.clone(), role, http_workers, listener, edge)?;
+        let mut background =
+            background_tasks(&store, &media, &node, shared, config.history_retention_days);
+        background.extend(reloader);
         if role == Role::Serve && config.webhook_delivery {
             let settings = feed::webhooks::Settings::from_config(&config);
             let delivery = feed::webhooks::spawn(store.clone(), settings, shared, shutdown.clone());
             background.push(delivery.map_err(StartupError::Webhooks)?);
         }
         background.push(service.spawn_upload_sweeper());
-        info!(%addr, role = ?role, storage = media.kind(), encoders = encoder_count, http_workers, bus = bus.name(), "listening");
+        info!(%addr, scheme, role = ?role, storage = media.kind(), encoders = encoder_count, http_workers, bus = bus.name(), "listening");
         Ok(Self {
             port: addr.port(),
             server,
@@ -223,22 +242,42 @@ impl Application {
     }
 }
 
-/// The HTTP server of a role: the whole API for `serve`, health and metrics for `work`.
+/// What the HTTP layer needs about the network edge: the client's country, and TLS.
+struct Edge {
+    geo: web::Data<Geo>,
+    tls: Arc<Tls>,
+}
+
+/// The HTTP server of a role: the whole API for `serve`, health and metrics for `work`;
+/// HTTPS when `--tls-cert` is set.
 fn http_server(
     service: Arc<Service>,
     role: Role,
     http_workers: usize,
     listener: TcpListener,
-) -> std::io::Result<actix_web::dev::Server> {
+    edge: Edge,
+) -> Result<actix_web::dev::Server, StartupError> {
+    let addr = listener.local_addr().map_err(StartupError::Server)?;
     let service = web::Data::from(service);
     let metrics = web::Data::new(telemetry::init_metrics());
-    let openapi = web::Data::new(http::openapi_document());
+    let mut document = http::openapi_document();
+    let properties: Vec<String> = service.property_names();
+    http::filters::document_filters(&mut document, &properties);
+    let openapi = web::Data::new(document);
+    let tls_config = match edge.tls.serves() {
+        true => Some(Tls::server_config(&edge.tls)?),
+        false => None,
+    };
+    let (geo, tls) = (edge.geo, web::Data::from(edge.tls));
     let server = HttpServer::new(move || {
         let app = App::new()
+            .wrap(actix_web::middleware::from_fn(http::latency::record))
             .wrap(http::security_headers())
             .app_data(service.clone())
             .app_data(metrics.clone())
-            .app_data(openapi.clone());
+            .app_data(openapi.clone())
+            .app_data(geo.clone())
+            .app_data(tls.clone());
         match role {
             Role::Serve => {
                 let static_dir = service.config.static_dir.clone();
@@ -255,10 +294,14 @@ fn http_server(
     })
     .workers(http_workers)
     .shutdown_timeout(5)
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .disable_signals();
+    let bound = match tls_config {
+        Some(config) => server.listen_rustls_0_23(listener, config),
+        None => server.listen(listener),
+    };
+    Ok(bound
+        .map_err(|source| StartupError::Bind { addr, source })?
+        .run())
 }
 
 fn background_tasks(
@@ -266,8 +309,23 @@ fn background_tasks(
     media: &Media,
     node: &Arc<Node>,
     shared: bool,
+    retention_days: u32,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
+    if retention_days > 0 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HISTORY_PURGE_EVERY);
+            loop {
+                tick.tick().await;
+                match store.purge_history(retention_days).await {
+                    Ok(0) => {}
+                    Ok(removed) => info!(removed, retention_days, "history past retention removed"),
+                    Err(error) => warn!(%error, "history could not be purged"),
+                }
+            }
+        }));
+    }
     let hub = node.hub.clone();
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));

@@ -49,6 +49,8 @@ pub enum Command {
     Rm(crate::client::RmArgs),
     /// Follow a video's transcode until it ends; print its playlist URL when ready.
     Watch(crate::client::WatchArgs),
+    /// Print the SPKI SHA-256 pin (RFC 7469, base64) of each certificate in a PEM file.
+    Pin(crate::tls::PinArgs),
 }
 
 /// `reel token --sub alice --roles creator --ttl 1h`.
@@ -83,6 +85,16 @@ pub enum Role {
     Serve,
     /// `reel work`: encoders only.
     Work,
+}
+
+impl Role {
+    /// How the process names itself to PostgreSQL (`application_name`).
+    pub fn process_name(self) -> &'static str {
+        match self {
+            Self::Serve => "reel-serve",
+            Self::Work => "reel-work",
+        }
+    }
 }
 
 impl Role {
@@ -233,6 +245,11 @@ pub struct Config {
     #[arg(long, env = "REEL_PLAYBACK_SECRET", hide_env_values = true)]
     pub playback_secret: Option<String>,
 
+    /// History events older than this many days are removed (daily); 0 keeps them forever.
+    /// History outlives videos: a deleted video's events stay readable until then.
+    #[arg(long, env = "REEL_HISTORY_RETENTION_DAYS", default_value_t = 365)]
+    pub history_retention_days: u32,
+
     /// How long a signed playback URL stays valid, in seconds.
     #[arg(long, env = "REEL_PLAYBACK_URL_TTL_SECS", default_value_t = 6 * 3600)]
     pub playback_url_ttl_secs: u64,
@@ -273,6 +290,15 @@ pub struct Config {
     /// Webhook calls in flight at once in this process (each endpoint makes one at a time).
     #[arg(long, env = "REEL_WEBHOOK_CONCURRENCY", default_value_t = 16)]
     pub webhook_concurrency: usize,
+
+    #[command(flatten)]
+    pub properties: crate::properties::PropertyArgs,
+
+    #[command(flatten)]
+    pub geo: crate::geo::GeoArgs,
+
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 /// The configured ladder, highest rung first after validation.
@@ -316,6 +342,10 @@ pub enum ConfigError {
     Jwt(#[from] crate::auth::jwt::KeyError),
     #[error("{0}")]
     Storage(#[from] crate::media::StorageConfigError),
+    #[error("{0}")]
+    Properties(#[from] crate::properties::PropertyConfigError),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsConfigError),
 }
 
 const X264_PRESETS: [&str; 10] = [
@@ -371,6 +401,8 @@ impl Config {
                 return Err(ConfigError::Webhook(name));
             }
         }
+        self.properties.validate()?;
+        self.tls.validate()?;
         Ok(())
     }
 
@@ -467,6 +499,7 @@ impl Config {
             },
             playback_secret: None,
             playback_url_ttl_secs: 6 * 3600,
+            history_retention_days: 365,
             http_workers: None,
             webhook_delivery: true,
             webhook_allow_private: false,
@@ -476,6 +509,9 @@ impl Config {
             webhook_breaker_failures: 5,
             webhook_breaker_cooldown_secs: 60,
             webhook_concurrency: 16,
+            properties: Default::default(),
+            geo: Default::default(),
+            tls: Default::default(),
         }
     }
 }

@@ -328,7 +328,23 @@ impl From<UploadError> for ApiError {
                 format!("The form has more than {limit} parts."),
             )
             .closing(),
+            UploadError::Metadata(error) => Self::from(error).closing(),
             UploadError::Media(error) => Self::from(error).closing(),
+        }
+    }
+}
+
+impl From<crate::properties::metadata::MetadataError> for ApiError {
+    fn from(error: crate::properties::metadata::MetadataError) -> Self {
+        use crate::properties::metadata::MetadataError;
+        let message = format!("The metadata was refused: {error}.");
+        match error {
+            MetadataError::TooLarge => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "metadata_too_large", message)
+            }
+            MetadataError::NotBase64 | MetadataError::NotJson(_) | MetadataError::NotObject => {
+                Self::bad_request("invalid_metadata", message)
+            }
         }
     }
 }

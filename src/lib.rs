@@ -19,6 +19,9 @@
 //! - [`error`]: the one place where service errors become HTTP responses.
 //! - [`telemetry`]: tracing and Prometheus metric names.
 //! - [`client`]: `reel upload|ls|show|rm|watch`, a command-line client of a reel server.
+//! - [`properties`]: client metadata, operator properties by JSONPath, the upload metrics' labels.
+//! - [`geo`]: the client's country (a trusted edge's header, or a GeoIP database).
+//! - [`tls`]: HTTPS with certificates reloaded on SIGHUP, and their SPKI pins (`reel pin`).
 
 pub mod app;
 pub mod auth;
@@ -28,12 +31,15 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod feed;
+pub mod geo;
 pub mod http;
 pub mod media;
 pub mod progress;
+pub mod properties;
 pub mod recovery;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod transcode;
 pub mod upload;

@@ -13,6 +13,7 @@ fn main() -> std::process::ExitCode {
         Command::Show(args) => return client::main(ClientCommand::Show(args)),
         Command::Rm(args) => return client::main(ClientCommand::Rm(args)),
         Command::Watch(args) => return client::main(ClientCommand::Watch(args)),
+        Command::Pin(args) => return reel::tls::print_pins(&args),
         Command::Token(args) => {
             reel::telemetry::init_tracing(cli.log_format);
             return reel::auth::print_token(&args);

@@ -22,6 +22,34 @@ pub const WEBHOOK_DURATION: &str = "reel_webhook_delivery_duration_seconds";
 pub const WEBHOOK_CIRCUIT: &str = "reel_webhook_circuit_state";
 pub const WEBHOOK_DEAD_LETTERS: &str = "reel_webhook_dead_letters_total";
 pub const BAD_REQUESTS: &str = "reel_http_unparsable_requests_total";
+pub const UPLOADS_BY_COUNTRY: &str = "reel_uploads_by_country_total";
+pub const UPLOAD_SIZE: &str = "reel_upload_size_bytes";
+pub const UPLOAD_DURATION: &str = "reel_upload_duration_seconds";
+pub const HTTP_DURATION: &str = "reel_http_request_duration_seconds";
+
+/// Upload sizes: 256 KiB to 16 GiB, ×4 apart.
+const SIZE_BUCKETS: [f64; 12] = [
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+    268_435_456.0,
+    1_073_741_824.0,
+    2_147_483_648.0,
+    4_294_967_296.0,
+    8_589_934_592.0,
+    12_884_901_888.0,
+    17_179_869_184.0,
+];
+/// Upload wall times, seconds: a phone on a train to a LAN.
+const UPLOAD_SECONDS: [f64; 14] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+/// API latencies, seconds.
+const REQUEST_SECONDS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
 
 /// Installs the global tracing subscriber; `RUST_LOG` overrides the default level.
 pub fn init_tracing(format: LogFormat) {
@@ -100,6 +128,15 @@ pub fn init_metrics() -> PrometheusHandle {
                         &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(UPLOAD_SIZE.into()), &SIZE_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(UPLOAD_DURATION.into()), &UPLOAD_SECONDS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &REQUEST_SECONDS)
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -151,6 +188,26 @@ fn describe() {
     describe_counter!(
         WEBHOOK_DEAD_LETTERS,
         "Webhook events moved to an endpoint's dead letters after their last attempt."
+    );
+    describe_counter!(
+        UPLOADS_BY_COUNTRY,
+        "Uploads that ended, by country (ISO 3166-1 alpha-2, XX unknown), sniffed content type \
+         (unknown when refused before) and outcome, plus --metric-label properties."
+    );
+    describe_histogram!(
+        UPLOAD_SIZE,
+        metrics::Unit::Bytes,
+        "Bytes of accepted uploads, by country (and --metric-label properties)."
+    );
+    describe_histogram!(
+        UPLOAD_DURATION,
+        metrics::Unit::Seconds,
+        "Wall time of accepted uploads from the request (tus: the creation) to filing, by country."
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        metrics::Unit::Seconds,
+        "Time to the response head, by route pattern, method and status class."
     );
     describe_counter!(
         BAD_REQUESTS,

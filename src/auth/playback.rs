@@ -123,6 +123,40 @@ pub fn sign_playlist(playlist: &str, query: &str) -> String {
     out
 }
 
+/// Appends `query` to the URL of every cue of a storyboard track (W3C WebVTT: a cue's text,
+/// the lines after its `-->` timing line up to a blank line, is one URL such as
+/// `storyboard/sprite_0.jpg#xywh=0,0,160,90`), before its fragment, so the sheets a player
+/// fetches keep the signature.
+pub fn sign_storyboard(track: &str, query: &str) -> String {
+    let mut out = String::with_capacity(track.len() + track.len() / 2);
+    let mut in_cue = false;
+    for line in track.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            in_cue = false;
+            out.push_str(line);
+        } else if trimmed.contains("-->") {
+            in_cue = true;
+            out.push_str(line);
+        } else if in_cue {
+            let (url, fragment) = trimmed
+                .split_once('#')
+                .map_or((trimmed, None), |(u, f)| (u, Some(f)));
+            out.push_str(url);
+            out.push(if url.contains('?') { '&' } else { '?' });
+            out.push_str(query);
+            if let Some(fragment) = fragment {
+                out.push('#');
+                out.push_str(fragment);
+            }
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +202,16 @@ mod tests {
         assert!(signed.contains("#EXTINF:4.0,\n"));
         let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n360p/index.m3u8\n";
         assert!(sign_playlist(master, "q=1").contains("360p/index.m3u8?q=1"));
+    }
+
+    #[test]
+    fn storyboard_cues_keep_the_signature_before_their_fragment() {
+        let track = "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nstoryboard/sprite_0.jpg#xywh=0,0,160,90\n\n\
+                     00:00:01.000 --> 00:00:02.500\nstoryboard/sprite_0.jpg#xywh=160,0,160,90\n";
+        assert_eq!(
+            sign_storyboard(track, "exp=1&sig=s"),
+            "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nstoryboard/sprite_0.jpg?exp=1&sig=s#xywh=0,0,160,90\n\n\
+             00:00:01.000 --> 00:00:02.500\nstoryboard/sprite_0.jpg?exp=1&sig=s#xywh=160,0,160,90\n"
+        );
     }
 }

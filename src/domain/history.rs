@@ -9,7 +9,8 @@ use super::{Millis, VideoId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HistoryKind {
-    /// The upload completed: `bytes`, `content_type`, `upload_seconds`, `country`, `user_agent`.
+    /// The upload completed: `bytes`, `content_type`, `upload_seconds`, `country`, `user_agent`,
+    /// and `properties` when any matched at upload.
     Uploaded,
     /// The job entered the queue.
     Queued,
@@ -27,7 +28,8 @@ pub enum HistoryKind {
     Canceled,
     /// The original was downloaded: `bytes`, `range`.
     Downloaded,
-    /// Title or visibility changed: the new values.
+    /// Title or visibility changed: the new values; or the worker's evaluation after the probe
+    /// changed the properties: `properties`, all of them.
     Updated,
     /// The video was deleted: `by`.
     Deleted,

@@ -154,7 +154,9 @@ pub struct Rendition {
     pub average_bandwidth: u64,
     /// RFC 6381 codecs of what was really encoded.
     pub codecs: String,
-    /// URL of the rung's media playlist.
+    /// URL of a playlist that plays this rung alone: a multivariant playlist naming the rung's
+    /// video and the shared audio rendition (ladders made before audio was encoded once name
+    /// the rung's own media playlist, which carries its audio).
     pub playlist: String,
 }
 

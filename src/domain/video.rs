@@ -79,6 +79,9 @@ pub struct NewVideo {
     pub source_size: u64,
     pub metadata: Option<serde_json::Value>,
     pub properties: BTreeMap<String, serde_json::Value>,
+    /// What only the upload request knew, kept for the properties' evaluation after the probe
+    /// (`crate::properties::Context`); `None` when no property is declared.
+    pub property_context: Option<serde_json::Value>,
     /// Facts about the upload recorded in the `uploaded` history event.
     pub upload: UploadFacts,
 }

@@ -19,10 +19,14 @@ fn bearer(req: &HttpRequest) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-/// `?access_token=` on an event stream only: tokens elsewhere in URLs end up in logs.
+/// `?access_token=` on an event stream and a source download only (what a browser opens by
+/// itself); tokens elsewhere in URLs end up in logs.
 fn query_token(req: &HttpRequest) -> Option<String> {
     let path = req.path();
-    if !(path.ends_with("/events") || path.ends_with("/changes/stream")) {
+    if !(path.ends_with("/events")
+        || path.ends_with("/changes/stream")
+        || path.ends_with("/source"))
+    {
         return None;
     }
     web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())

@@ -8,19 +8,23 @@ use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{HttpRequest, HttpResponse, route, web};
 
 use super::{parse_id, ranged};
-use crate::auth::playback::sign_playlist;
+use crate::auth::playback::{sign_playlist, sign_storyboard};
 use crate::error::ApiError;
 use crate::service::Service;
 
+fn extension(name: &str) -> &str {
+    name.rsplit_once('.').map_or("", |(_, extension)| extension)
+}
+
 /// MIME type of a published ladder file by its extension; anything else is not served.
 pub fn hls_mime(name: &str) -> Option<mime::Mime> {
-    let extension = name.rsplit_once('.')?.1;
-    let mime = match extension {
+    let mime = match extension(name) {
         "m3u8" => "application/vnd.apple.mpegurl",
         "m4s" => "video/iso.segment",
         "mp4" => "video/mp4",
         "ts" => "video/mp2t",
         "jpg" => "image/jpeg",
+        "vtt" => "text/vtt; charset=utf-8",
         _ => return None,
     };
     mime.parse().ok()
@@ -55,11 +59,11 @@ const REDIRECT_TTL: Duration = Duration::from_secs(600);
 /// Largest playlist read into memory to be signed.
 const MAX_PLAYLIST: usize = 4 << 20;
 
-/// Playlists, segments and poster of a published ladder, with Range support (RFC 9110 §14),
-/// from the media store. A private ladder needs a signed link (`?exp=&sig=`, see
-/// `auth::playback`), and its playlists are served with that signature appended to every URI
-/// inside them. With `--storage-redirect`, files other than playlists are answered with a
-/// redirect to a presigned bucket URL.
+/// Playlists, segments, poster and storyboard of a published ladder, with Range support
+/// (RFC 9110 §14), from the media store. A private ladder needs a signed link (`?exp=&sig=`,
+/// see `auth::playback`), and its playlists and storyboard track are served with that
+/// signature appended to every URI inside them. With `--storage-redirect`, files other than
+/// playlists and the storyboard track are answered with a redirect to a presigned bucket URL.
 #[route("/hls/{id}/{tail:.*}", method = "GET", method = "HEAD")]
 pub async fn hls(
     service: web::Data<Service>,
@@ -91,8 +95,13 @@ pub async fn hls(
         ]),
     };
     let media = service.media();
-    let playlist = name.ends_with(".m3u8");
-    let redirect = (service.config.storage.storage_redirect && !playlist)
+    let sign: Option<fn(&str, &str) -> String> = match extension(name) {
+        "m3u8" => Some(sign_playlist),
+        "vtt" => Some(sign_storyboard),
+        _ => None,
+    };
+    // Playlists and the storyboard track may need signing: always through reel.
+    let redirect = (service.config.storage.storage_redirect && sign.is_none())
         .then(|| media.presign(id, Some(&rel), REDIRECT_TTL))
         .flatten();
     let mut response = if let Some(url) = redirect {
@@ -110,21 +119,20 @@ pub async fn hls(
             .ladder_head(id, &rel)
             .await?
             .ok_or_else(ApiError::not_found)?;
-        match (&signed, playlist) {
-            (Some(query), true) => {
+        match (&signed, sign) {
+            (Some(query), Some(sign)) => {
                 let stream = media.read_ladder(id, &rel, 0, head.len).await?;
                 let text = crate::media::collect(stream, MAX_PLAYLIST).await?;
                 HttpResponse::Ok()
                     .content_type(mime)
-                    .body(sign_playlist(&String::from_utf8_lossy(&text), query))
+                    .body(sign(&String::from_utf8_lossy(&text), query))
             }
             _ => {
                 let rel = rel.clone();
-                let response = ranged::serve(&req, &head, &mime, |start, len| async move {
+                ranged::serve(&req, &head, &mime, |start, len| async move {
                     media.read_ladder(id, &rel, start, len).await
                 })
-                .await?;
-                response
+                .await?
             }
         }
     };
@@ -142,24 +150,4 @@ pub async fn hls(
         header::HeaderValue::from_static("*"),
     );
     Ok(response)
-}
-
-/// For nginx's `auth_request` in front of a bucket (`nginx/reel-s3.conf.template`): `204`
-/// when `/hls/<id>/…` may be served with this query (a public ladder, or a valid signature),
-/// `403` otherwise. Not routed by nginx to the public.
-#[route("/_access/hls/{id}", method = "GET", method = "HEAD")]
-pub async fn hls_access(
-    service: web::Data<Service>,
-    id: web::Path<String>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    let query = PlaybackQuery::of(&req);
-    service
-        .playback(id, query.exp.as_deref(), query.sig.as_deref())
-        .await?
-        .map_err(ApiError::playback)?;
-    Ok(HttpResponse::NoContent()
-        .insert_header((header::CACHE_CONTROL, "max-age=10"))
-        .finish())
 }

@@ -9,12 +9,15 @@ mod changes;
 mod events;
 mod fallback;
 mod files;
+pub mod filters;
 mod health;
 mod history;
+pub mod latency;
 pub mod pages;
 mod ranged;
 pub mod resource;
 mod source;
+mod tls;
 mod uploads;
 mod videos;
 mod webhooks;
@@ -72,6 +75,7 @@ pub fn api(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(uploads::upload_offset)
         .service(uploads::append_upload)
         .service(uploads::terminate_upload)
+        .service(tls::pins)
         .service(health::healthz)
         .service(health::readyz)
         .service(health::openapi);
@@ -87,7 +91,6 @@ pub fn configure_rest(config: &mut web::ServiceConfig, static_dir: &Option<PathB
         .service(uploads::upload_item_options)
         .service(uploads::method_override)
         .service(files::hls)
-        .service(files::hls_access)
         .service(web::scope("/api").default_service(web::to(fallback::api_fallback)));
     let routes = fallback::Routes::of(&openapi_document());
     for path in routes.outside_api() {

@@ -32,7 +32,8 @@ pub struct VideoResource {
     /// Client metadata given at upload.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
-    /// Properties extracted by the operator's JSONPath expressions.
+    /// Properties extracted by the operator's JSONPath expressions (`--property NAME=JSONPATH`):
+    /// strings, numbers or booleans; those that need the probe appear once it ran.
     #[schema(value_type = Object)]
     pub properties: BTreeMap<String, serde_json::Value>,
     /// RFC 3339: when the video could first be watched (while it still encoded).
@@ -54,6 +55,11 @@ pub struct Links {
     pub playlist: Option<String>,
     /// The poster image, once ready.
     pub poster: Option<String>,
+    /// The storyboard, once ready: a WebVTT track (W3C WebVTT) whose cues cover the whole
+    /// video, each naming a thumbnail as `storyboard/sprite_<n>.jpg#xywh=x,y,w,h` (a sprite
+    /// sheet relative to the track, and the thumbnail's pixel rectangle in it). Signed like
+    /// `playlist` for a private video, and the track's image URLs with it.
+    pub storyboard: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -103,6 +109,10 @@ pub struct UploadForm {
     /// `private` ladders are served only with signed links (the server needs a
     /// `--playback-secret`).
     pub visibility: Option<Visibility>,
+    /// Client metadata: a JSON object of at most 16 KiB (as JSON text), stored and returned as
+    /// the video's `metadata`.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// A video file's bytes as the whole request body (not empty).
@@ -196,6 +206,7 @@ impl VideoResource {
                 source: format!("{}/source", video_url(id)),
                 playlist: ready.then(|| signed(format!("/hls/{id}/master.m3u8"))),
                 poster: ready.then(|| signed(format!("/hls/{id}/poster.jpg"))),
+                storyboard: ready.then(|| signed(format!("/hls/{id}/storyboard.vtt"))),
             },
             created_at: video.created_at.to_rfc3339(),
             updated_at: video.updated_at.to_rfc3339(),

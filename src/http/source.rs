@@ -71,8 +71,8 @@ pub async fn head_source(
     send_source(&service, &caller, &id, &req).await
 }
 
-/// How long a presigned link to a source (nginx's proxied download, `--storage-redirect`)
-/// stays valid: enough to start the transfer, which then runs to its end.
+/// How long a presigned link to a source (`--storage-redirect`) stays valid: enough to start
+/// the transfer, which then runs to its end.
 const PRESIGNED_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Sends the original and, for a GET, appends `downloaded` (bytes, range) to its history.
@@ -94,24 +94,17 @@ async fn send_source(
         .map(str::to_owned);
     let is_get = req.method() == actix_web::http::Method::GET;
     let presigned = media.presign(id, None, PRESIGNED_TTL);
-    if service.config.accel_redirect {
+    // nginx sends a folder's file itself from its internal `/_sources/` location (sendfile,
+    // Range), keeping these Content-Type and Content-Disposition headers. A bucket's source
+    // is streamed (or redirected) by reel below: nginx has no route to the bucket.
+    if service.config.accel_redirect && presigned.is_none() {
         if is_get {
             service
                 .record_download(&source.video, source.head.len, range.as_deref())
                 .await;
         }
-        // nginx sends the file itself, keeping these Content-Type and Content-Disposition
-        // headers: from its internal `/_sources/` location (the folder: sendfile, Range), or
-        // (a bucket) from `/_s3/`, which proxies the presigned URL with the client's Range.
-        let target = match presigned
-            .as_deref()
-            .and_then(|url| url::Url::parse(url).ok())
-        {
-            Some(url) => format!("/_s3{}?{}", url.path(), url.query().unwrap_or_default()),
-            None => format!("/_sources/{id}"),
-        };
         return Ok(HttpResponse::Ok()
-            .insert_header(("X-Accel-Redirect", target))
+            .insert_header(("X-Accel-Redirect", format!("/_sources/{id}")))
             .insert_header((header::CONTENT_DISPOSITION, disposition))
             .content_type(content_type)
             .finish());

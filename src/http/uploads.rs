@@ -20,6 +20,7 @@ use super::videos::user_agent_family;
 use crate::auth::Caller;
 use crate::domain::Millis;
 use crate::error::{ApiError, ErrorBody};
+use crate::geo::ClientCountry;
 use crate::service::{Append, CreateUpload, Service, UploadStatus};
 use crate::store::UploadId;
 use crate::telemetry;
@@ -68,6 +69,7 @@ fn append_of(req: &HttpRequest, offset: u64) -> Result<Append, TusError> {
             .map(tus::parse_checksum)
             .transpose()?,
         declared: content_length(req),
+        country: Some(ClientCountry::of(req)),
     })
 }
 
@@ -172,6 +174,7 @@ pub async fn create_upload(
     let result = create(&service, &caller, &req, payload).await;
     if let Err(error) = &result {
         metrics::counter!(telemetry::UPLOADS, "outcome" => error.code()).increment(1);
+        service.count_refused(&ClientCountry::of(&req), error.code());
     }
     answer(result)
 }

@@ -10,6 +10,8 @@ use super::resource::{
 use crate::auth::Caller;
 use crate::domain::{Video, Visibility};
 use crate::error::{ApiError, ErrorBody};
+use crate::geo::ClientCountry;
+use crate::properties::metadata::{self, MetadataError};
 use crate::service::{Service, UploadMeta};
 use crate::store::VideoQuery;
 use crate::telemetry;
@@ -77,8 +79,9 @@ pub(super) fn user_agent_family(req: &HttpRequest) -> Option<String> {
     Some(family.to_owned())
 }
 
-fn count_rejection(error: &ApiError) {
+fn count_rejection(service: &Service, country: &str, error: &ApiError) {
     metrics::counter!(telemetry::UPLOADS, "outcome" => error.code()).increment(1);
+    service.count_refused(country, error.code());
 }
 
 /// Upload a video: multipart (`file`, optional `title`) or a raw body.
@@ -94,13 +97,14 @@ fn count_rejection(error: &ApiError) {
     ),
     params(("X-Filename" = Option<String>, Header, description = "Original file name, percent-encoded UTF-8 (raw uploads)"),
            ("X-Title" = Option<String>, Header, description = "Title, percent-encoded UTF-8 (raw uploads)"),
-           ("X-Visibility" = Option<String>, Header, description = "`public` (default) or `private` (raw uploads)")),
+           ("X-Visibility" = Option<String>, Header, description = "`public` (default) or `private` (raw uploads)"),
+           ("X-Metadata" = Option<String>, Header, description = "Client metadata (raw uploads): a JSON object of at most 16 KiB, base64url-encoded (padding optional)")),
     responses(
         (status = 202, description = "Accepted and queued", body = VideoResource,
          headers(("Location" = String, description = "The new video's URL"))),
-        (status = 400, description = "Empty body, malformed form, no `file` part, a field too long", body = ErrorBody),
+        (status = 400, description = "Empty body, malformed form, no `file` part, a field too long, metadata that is not a JSON object (`invalid_metadata`)", body = ErrorBody),
         (status = 408, description = "The client stopped sending for the idle timeout", body = ErrorBody),
-        (status = 413, description = "Larger than the upload limit", body = ErrorBody),
+        (status = 413, description = "Larger than the upload limit, or metadata over 16 KiB (`metadata_too_large`)", body = ErrorBody),
         (status = 415, description = "Not a video container, or not a video content type", body = ErrorBody),
         (status = 503, description = "Queue full or shutting down; see Retry-After", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
@@ -111,12 +115,13 @@ fn count_rejection(error: &ApiError) {
 pub async fn upload_video(
     service: web::Data<Service>,
     caller: Caller,
+    country: ClientCountry,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let result = receive_upload(&service, &caller, &req, payload).await;
+    let result = receive_upload(&service, &caller, &req, payload, &country.0).await;
     if let Err(error) = &result {
-        count_rejection(error);
+        count_rejection(&service, &country.0, error);
     }
     let video = result?;
     let resource = VideoResource::new(&video, service.signer());
@@ -130,6 +135,7 @@ async fn receive_upload(
     caller: &Caller,
     req: &HttpRequest,
     payload: web::Payload,
+    country: &str,
 ) -> Result<Video, ApiError> {
     let content_type = req
         .headers()
@@ -140,6 +146,7 @@ async fn receive_upload(
     let limits = service.upload_limits();
     let mut meta = UploadMeta {
         user_agent: user_agent_family(req),
+        country: Some(country.to_owned()),
         ..UploadMeta::default()
     };
 
@@ -161,6 +168,7 @@ async fn receive_upload(
                 .map(String::from_utf8_lossy)
                 .as_deref(),
         )?;
+        meta.metadata = form.metadata;
         return Ok(service.file_upload(caller, form.received, meta).await?);
     }
 
@@ -178,6 +186,12 @@ async fn receive_upload(
     meta.filename = header_text(req, "X-Filename");
     meta.title = header_text(req, "X-Title");
     meta.visibility = visibility(header_text(req, "X-Visibility").as_deref())?;
+    if let Some(value) = req.headers().get("X-Metadata") {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::from(MetadataError::NotBase64).closing())?;
+        meta.metadata = Some(metadata::from_header(text).map_err(|e| ApiError::from(e).closing())?);
+    }
     service.admit_upload(caller, &meta).await?;
     let received = upload::receive(payload, service.media().as_ref(), limits).await?;
     Ok(service.file_upload(caller, received, meta).await?)
@@ -202,13 +216,14 @@ pub async fn get_video(
     Ok(web::Json(VideoResource::new(&video, service.signer())))
 }
 
-/// Videos, newest first, cursor paginated; filtered by status and by a title search.
+/// Videos, newest first, cursor paginated; filtered by status, by a title search and by
+/// properties (`property.NAME=VALUE`, one per declared property, compared as text).
 #[utoipa::path(
     tag = "videos",
     params(ListQuery),
     responses(
         (status = 200, description = "One page of videos", body = VideoPage),
-        (status = 400, description = "A malformed query: `limit` outside 1–100, an unknown `status`, a bad `cursor`, a repeated parameter", body = ErrorBody),
+        (status = 400, description = "A malformed query: `limit` outside 1–100, an unknown `status`, a bad `cursor`, a repeated parameter, a `property.NAME` naming no declared property", body = ErrorBody),
     )
 )]
 #[get("/api/v1/videos")]
@@ -216,7 +231,10 @@ pub async fn list_videos(
     service: web::Data<Service>,
     caller: Caller,
     query: web::Query<ListQuery>,
+    req: HttpRequest,
 ) -> Result<web::Json<VideoPage>, ApiError> {
+    let properties =
+        super::filters::property_filters(req.query_string(), &service.property_names())?;
     let limit = query.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -241,6 +259,7 @@ pub async fn list_videos(
                 title_contains: search_text(query.q.as_deref())?,
                 before,
                 limit,
+                properties,
                 ..VideoQuery::default()
             },
         )

@@ -34,11 +34,6 @@ pub struct StorageArgs {
     #[arg(long, env = "REEL_STORAGE_REDIRECT", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub storage_redirect: bool,
 
-    /// Base of the links resources give to playlists and posters (a CDN in front of the
-    /// bucket or of nginx): `https://cdn.example` makes `https://cdn.example/hls/<id>/…`.
-    #[arg(long, env = "REEL_PUBLIC_BASE_URL")]
-    pub public_base_url: Option<String>,
-
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide = true, hide_env_values = true)]
     pub aws_access_key_id: Option<String>,
     #[arg(
@@ -61,7 +56,6 @@ impl Default for StorageArgs {
             s3_endpoint: None,
             s3_timeout_secs: 20,
             storage_redirect: false,
-            public_base_url: None,
             aws_access_key_id: None,
             aws_secret_access_key: None,
             aws_session_token: None,
@@ -80,8 +74,6 @@ pub enum StorageConfigError {
          credentials are not looked up)"
     )]
     NoCredentials,
-    #[error("--public-base-url {0:?} is not an http:// or https:// URL")]
-    PublicBase(String),
     #[error("--s3-endpoint {0:?} is not an http:// or https:// URL")]
     Endpoint(String),
     #[error(
@@ -125,11 +117,6 @@ impl StorageArgs {
 
     /// Checks what depends on other settings: a ladder write must fit inside a lease.
     pub fn validate(&self, lease_secs: u64) -> Result<(), StorageConfigError> {
-        if let Some(base) = &self.public_base_url
-            && url::Url::parse(base).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
-        {
-            return Err(StorageConfigError::PublicBase(base.clone()));
-        }
         if self.bucket()?.is_some() && self.s3_timeout_secs * 2 + 1 >= lease_secs {
             return Err(StorageConfigError::Timeout {
                 timeout: self.s3_timeout_secs,

@@ -13,8 +13,8 @@ use tempfile::TempPath;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{
-    ByteStream, Fence, Inventory, LadderState, MASTER, MediaError, MediaStore, ObjectHead,
-    PRIVATE_MARKER, Staging, WorkDir, remove_if_exists, sync_dir,
+    ByteStream, Fence, Inventory, LadderState, LocalSource, MASTER, MediaError, MediaStore,
+    ObjectHead, PRIVATE_MARKER, Staging, WorkDir, remove_if_exists, sync_dir,
 };
 use crate::domain::VideoId;
 
@@ -183,9 +183,9 @@ impl MediaStore for FolderStore {
         read(self.source_path(id), start, len).await
     }
 
-    async fn fetch_source(&self, id: VideoId, _workdir: &Path) -> Result<PathBuf, MediaError> {
+    async fn fetch_source(&self, id: VideoId) -> Result<LocalSource, MediaError> {
         // ffmpeg reads the stored file in place.
-        Ok(self.source_path(id))
+        Ok(LocalSource::stored(self.source_path(id)))
     }
 
     async fn stage_ladder(&self, _: VideoId, _: &Path, _: &dyn Fence) -> Result<(), MediaError> {

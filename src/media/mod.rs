@@ -201,9 +201,9 @@ pub trait MediaStore: Send + Sync + std::fmt::Debug {
         start: u64,
         len: u64,
     ) -> Result<ByteStream, MediaError>;
-    /// A local path of the source for ffmpeg: the stored file itself, or a copy downloaded
-    /// into `workdir`.
-    async fn fetch_source(&self, id: VideoId, workdir: &Path) -> Result<PathBuf, MediaError>;
+    /// The source as a local file for ffmpeg: the stored file itself, or a copy downloaded
+    /// into a work folder of the job in `tmp/`.
+    async fn fetch_source(&self, id: VideoId) -> Result<LocalSource, MediaError>;
 
     /// Writes everything of the ladder in `ladder` except the master (invisible until then),
     /// asking `fence` before each write.
@@ -246,6 +246,29 @@ pub trait MediaStore: Send + Sync + std::fmt::Debug {
     /// A time-limited URL a client (or nginx) may GET the source or a ladder file from
     /// directly; `None` for the folder. `rel` is `None` for the source.
     fn presign(&self, id: VideoId, rel: Option<&str>, ttl: Duration) -> Option<String>;
+}
+
+/// A source ffmpeg can read: the stored file, or a downloaded copy removed (with its work
+/// folder) on drop.
+#[derive(Debug)]
+pub struct LocalSource {
+    pub path: PathBuf,
+    _copy: Option<tempfile::TempDir>,
+}
+
+impl LocalSource {
+    /// The stored file, read in place.
+    pub fn stored(path: PathBuf) -> Self {
+        Self { path, _copy: None }
+    }
+
+    /// A copy at `path` inside `dir`, which goes when this is dropped.
+    pub fn copied(path: PathBuf, dir: tempfile::TempDir) -> Self {
+        Self {
+            path,
+            _copy: Some(dir),
+        }
+    }
 }
 
 /// The media store reel runs with.

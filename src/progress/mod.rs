@@ -40,8 +40,9 @@ pub struct ProgressUpdate {
     pub eta_seconds: Option<f64>,
     /// 1-based place in the queue while queued.
     pub queue_position: Option<u32>,
-    /// When the hub published this event: RFC 3339, UTC, microseconds
-    /// (`2026-11-25T10:00:00.123456Z`). Receipt time minus this is the delivery lag.
+    /// When the process running the job published this event: RFC 3339, UTC, microseconds
+    /// (`2026-11-25T10:00:00.123456Z`). Receipt time minus this is the delivery lag (across
+    /// machines, as far as their clocks agree).
     pub at: String,
 }
 
@@ -203,7 +204,11 @@ impl Hub {
                 update.percent = (state.progress * 1000.0).round() / 10.0;
             }
             state.progress = update.progress;
-            update.at = now_rfc3339();
+            // An event from the bus keeps the time its worker published it, so the lag a
+            // subscriber measures spans the machines; a local one is stamped here.
+            if event_id.is_none() {
+                update.at = now_rfc3339();
+            }
         }
         let stamped = Arc::new(Stamped {
             id: match event_id {

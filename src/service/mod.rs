@@ -2,6 +2,7 @@
 //! nothing deeper; it speaks to the seams (store, bus, media) and decides who may do what.
 
 mod history;
+mod properties;
 mod uploads;
 mod videos;
 mod webhooks;
@@ -69,6 +70,10 @@ pub struct Service {
     tools: Tools,
     auth: Auth,
     signer: Option<PlaybackSigner>,
+    /// `--property` expressions, evaluated at upload (the worker evaluates them again).
+    properties: crate::properties::Properties,
+    /// The upload metrics with their `--metric-label` labels.
+    labels: crate::properties::labels::MetricLabels,
     /// Cancelled when the server starts shutting down: uploads are refused from then on.
     pub shutdown: CancellationToken,
 }
@@ -96,7 +101,15 @@ impl Service {
                 Duration::from_secs(parts.config.playback_url_ttl_secs),
             )
         });
+        let declared = &parts.config.properties;
+        let properties = crate::properties::Properties::new(declared.properties.clone());
+        let labels = crate::properties::labels::MetricLabels::new(
+            &declared.metric_labels,
+            declared.metric_label_cap,
+        );
         Self {
+            properties,
+            labels,
             config: parts.config,
             store: parts.store,
             media: parts.media,

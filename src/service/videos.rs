@@ -110,22 +110,24 @@ impl Service {
         let id = received.id;
         let size = received.size;
         let container = received.container;
+        let at_upload = self.properties_at_upload(caller, &meta, container.mime());
         received.persist(self.media.as_ref()).await?;
         let new = NewVideo {
             id,
             owner: caller.user.clone(),
-            title: meta.title,
-            filename: meta.filename,
+            title: meta.title.clone(),
+            filename: meta.filename.clone(),
             visibility: meta.visibility,
             source_size: size,
-            metadata: meta.metadata,
-            properties: Default::default(),
+            metadata: meta.metadata.clone(),
+            properties: at_upload.properties,
+            property_context: at_upload.context,
             upload: UploadFacts {
                 bytes: size,
                 content_type: Some(container.mime().to_owned()),
                 upload_seconds: (meta.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-                country: meta.country,
-                user_agent: meta.user_agent,
+                country: meta.country.clone(),
+                user_agent: meta.user_agent.clone(),
                 protocol: Some(meta.protocol.to_owned()),
             },
         };
@@ -137,6 +139,7 @@ impl Service {
             Ok(video) => {
                 metrics::counter!(telemetry::UPLOADS, "outcome" => "accepted").increment(1);
                 metrics::counter!(telemetry::UPLOAD_BYTES).increment(size);
+                self.count_accepted(&meta, container.mime(), size, &video.properties);
                 self.bus.wake_workers();
                 publish_queue_positions(&self.store, self.bus.as_ref()).await;
                 info!(video.id = %id, bytes = size, "upload accepted");

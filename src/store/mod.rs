@@ -19,6 +19,7 @@
 
 mod history;
 mod jobs;
+mod properties;
 mod rows;
 mod uploads;
 mod videos;
@@ -161,6 +162,20 @@ impl SqliteFile {
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
 
+/// A PostgreSQL URL with `application_name=<name>` added unless it already names one, so
+/// `pg_stat_activity` tells reel's processes apart (`reel-serve`, `reel-work`).
+pub fn with_application_name(url: &str, name: &str) -> String {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    if query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("application_name"))
+    {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}application_name={name}")
+}
+
 impl Store {
     /// Opens (creating if needed) the database and runs the embedded migrations. Concurrent
     /// starts are safe: migrations run under the migrator's lock.
@@ -196,9 +211,24 @@ impl Store {
         };
         let options = sqlx::any::AnyConnectOptions::from_str(&connect_url)
             .map_err(|_| StoreError::Url(redact(url)))?;
+        let guard = sqlite_file.clone();
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(3))
+            // A connection to a SQLite file that was deleted or replaced still reads and writes
+            // the old inode: refuse to hand it out, so every request sees the same 503.
+            .before_acquire(move |_, _| {
+                let guard = guard.clone();
+                Box::pin(async move {
+                    match guard.as_ref().map(|file| file.check()) {
+                        Some(Err(_)) => Err(sqlx::Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "the database file was removed or replaced",
+                        ))),
+                        _ => Ok(true),
+                    }
+                })
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {

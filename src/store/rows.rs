@@ -23,17 +23,21 @@ macro_rules! video_columns {
 }
 
 /// A CTE `q (id, position)`: queue positions of every queued video, in the order workers
-/// claim them: round-robin across owners (an owner's n-th waiting job, counting the ones it
-/// already has running, comes after every other owner's earlier turns), then by age.
+/// claim them: round-robin across owners. Each owner's waiting jobs take turns 1, 2, 3… by age;
+/// within one turn, the owner served longest ago (or never) goes first; then by age. So one
+/// creator's fifty uploads do not starve another's one, whatever runs meanwhile.
 macro_rules! queue_positions {
     () => {
         "q AS ( \
-           SELECT t.id, ROW_NUMBER() OVER (ORDER BY t.turn, t.id) AS position FROM ( \
-             SELECT v.id, ROW_NUMBER() OVER (PARTITION BY v.owner ORDER BY v.id) \
-                    + COALESCE(r.n, 0) AS turn \
+           SELECT t.id, ROW_NUMBER() OVER (ORDER BY t.turn, t.served, t.id) AS position FROM ( \
+             SELECT v.id, ROW_NUMBER() OVER (PARTITION BY v.owner ORDER BY v.id) AS turn, \
+                    COALESCE(s.served, 0) AS served \
              FROM videos v LEFT JOIN ( \
-               SELECT owner, COUNT(*) AS n FROM videos WHERE status = 'processing' GROUP BY owner \
-             ) r ON r.owner = v.owner \
+               SELECT owner, MAX(started_at) AS served FROM videos \
+               WHERE started_at IS NOT NULL \
+                 AND owner IN (SELECT owner FROM videos WHERE status = 'queued') \
+               GROUP BY owner \
+             ) s ON s.owner = v.owner \
              WHERE v.status = 'queued' \
            ) t \
          )"

@@ -189,6 +189,39 @@ async fn history_outlives_a_delete_and_the_feed_sees_every_event_in_order() {
 }
 
 #[tokio::test]
+async fn history_past_retention_is_purged_and_recent_history_stays() {
+    let (_dir, store) = store().await;
+    let old = store.insert_video(&upload(None), 10).await.expect("insert");
+    let recent = store.insert_video(&upload(None), 10).await.expect("insert");
+    let forty_days_ms: i64 = 40 * 86_400_000;
+    sqlx::query(store.sql("UPDATE history SET at = at - $1 WHERE video_id = $2"))
+        .bind(forty_days_ms)
+        .bind(old.id.to_string())
+        .execute(&store.pool)
+        .await
+        .expect("backdate");
+    assert_eq!(store.purge_history(365).await.expect("purge"), 0);
+    assert_eq!(store.purge_history(30).await.expect("purge"), 2);
+    assert!(
+        store
+            .history(old.id, 0, 10)
+            .await
+            .expect("history")
+            .events
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .history(recent.id, 0, 10)
+            .await
+            .expect("history")
+            .events
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
 async fn lists_filter_by_owner_status_title_and_properties() {
     let (_dir, store) = store().await;
     let mut a = upload(Some("a"));
@@ -250,4 +283,62 @@ async fn a_deleted_database_file_is_unavailable_not_recreated() {
     std::fs::remove_file(dir.path().join("reel.db")).expect("remove");
     assert!(matches!(store.ping().await, Err(StoreError::FileGone(_))));
     assert!(store.insert_video(&upload(None), 10).await.is_err());
+}
+
+#[test]
+fn a_postgres_url_gets_an_application_name_unless_it_has_one() {
+    assert_eq!(
+        with_application_name("postgres://u@h/db", "reel-work"),
+        "postgres://u@h/db?application_name=reel-work"
+    );
+    assert_eq!(
+        with_application_name("postgres://u@h/db?sslmode=require", "reel-serve"),
+        "postgres://u@h/db?sslmode=require&application_name=reel-serve"
+    );
+    let named = "postgres://u@h/db?application_name=api-eu";
+    assert_eq!(with_application_name(named, "reel-serve"), named);
+}
+
+#[tokio::test]
+async fn properties_after_the_probe_are_fenced_by_the_lease_and_appended_to_history() {
+    let (_dir, store) = store().await;
+    let mut new = upload(None);
+    new.properties
+        .insert("album".into(), serde_json::json!("Summer"));
+    new.property_context = Some(serde_json::json!({"claims": null, "request": {"country": "DE"}}));
+    let video = store.insert_video(&new, 10).await.expect("insert");
+    assert_eq!(
+        store.property_context(video.id).await.expect("context"),
+        new.property_context
+    );
+    let claim = store.claim("w1", LEASE).await.expect("claim").expect("job");
+    let found = std::collections::BTreeMap::from([
+        ("album".to_owned(), serde_json::json!("Summer")),
+        ("codec".to_owned(), serde_json::json!("h264")),
+    ]);
+    let stale = Lease {
+        video: video.id,
+        token: claim.lease.token - 1,
+    };
+    assert!(
+        !store
+            .record_properties(&stale, &found)
+            .await
+            .expect("stale")
+    );
+    assert!(
+        store
+            .record_properties(&claim.lease, &found)
+            .await
+            .expect("held")
+    );
+    let stored = store.video(video.id).await.expect("read").expect("video");
+    assert_eq!(stored.properties, found);
+    let history = store.history(video.id, 0, 10).await.expect("history");
+    let uploaded = &history.events[0];
+    assert_eq!(uploaded.kind, HistoryKind::Uploaded);
+    assert_eq!(uploaded.data["properties"]["album"], "Summer");
+    let updated = history.events.last().expect("updated");
+    assert_eq!(updated.kind, HistoryKind::Updated);
+    assert_eq!(updated.data["properties"]["codec"], "h264");
 }

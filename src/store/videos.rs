@@ -60,9 +60,10 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(self.sql(
             "INSERT INTO videos (id, owner, title, filename, visibility, status, step, progress, \
-                 source_size, metadata_json, properties_json, created_at, updated_at) \
-             SELECT $1, $2, $3, $4, $5, 'queued', 'queued', 0, $6, $7, $8, {now}, {now} \
-             WHERE (SELECT COUNT(*) FROM videos WHERE status = 'queued') < $9",
+                 source_size, metadata_json, properties_json, property_context_json, \
+                 created_at, updated_at) \
+             SELECT $1, $2, $3, $4, $5, 'queued', 'queued', 0, $6, $7, $8, $9, {now}, {now} \
+             WHERE (SELECT COUNT(*) FROM videos WHERE status = 'queued') < $10",
         ))
         .bind(new.id.to_string())
         .bind(new.owner.clone().unwrap_or_default())
@@ -72,6 +73,7 @@ impl Store {
         .bind(to_i64(new.source_size))
         .bind(new.metadata.as_ref().map(|m| m.to_string()))
         .bind((!new.properties.is_empty()).then(|| json!(new.properties).to_string()))
+        .bind(new.property_context.as_ref().map(|c| c.to_string()))
         .bind(i64::from(capacity))
         .execute(&mut *tx)
         .await?;
@@ -79,7 +81,12 @@ impl Store {
             return Err(StoreError::QueueFull { capacity });
         }
         let owner = new.owner.as_deref();
-        let uploaded = serde_json::to_value(&new.upload).unwrap_or_default();
+        let mut uploaded = serde_json::to_value(&new.upload).unwrap_or_default();
+        if let Some(facts) = uploaded.as_object_mut()
+            && !new.properties.is_empty()
+        {
+            facts.insert("properties".into(), json!(new.properties));
+        }
         append(
             &mut tx,
             self,

@@ -8,9 +8,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::ffmpeg::{self, EncodePlan, FfmpegError, RunLimits};
-use super::playlist::{self, PlaylistError, WrittenRung};
+use super::playlist::PlaylistError;
 use super::probe::{self, Probe, ProbeError};
-use super::{Encoders, plan};
+use super::{Encoders, outputs, plan};
 use crate::domain::Video;
 use crate::domain::{JobError, Rendition, SourceInfo, Step, VideoId, VideoStatus};
 use crate::media::MediaError;
@@ -143,15 +143,17 @@ impl Encoders {
     ) -> Result<Encoded, JobFailure> {
         let id = video.id;
         let started = Instant::now();
+        fault_injection::panic_if_asked(video.title.as_deref());
         self.report(id, Step::Probing, 0.0);
         // A rerun after a crash starts from scratch.
         self.media.remove_outputs(id).await?;
 
-        let workdir = self.media.work().job_workdir(id)?;
-        let source_path = tokio::select! {
-            fetched = self.media.fetch_source(id, workdir.path()) => fetched?,
+        // Kept until the encode is over: a bucket's source is a downloaded copy.
+        let source = tokio::select! {
+            fetched = self.media.fetch_source(id) => fetched?,
             () = cancel.cancelled() => return Err(JobFailure::Canceled),
         };
+        let source_path = source.path.clone();
         let probed = tokio::select! {
             probed = probe::probe(self.tools(), &self.settings.limits, &source_path, PROBE_TIMEOUT) => probed?,
             () = cancel.cancelled() => return Err(JobFailure::Canceled),
@@ -164,6 +166,13 @@ impl Encoders {
             Ok(false) => return Err(JobFailure::LeaseLost),
             Err(error) => warn!(%error, "cannot record the probe; going on"),
         }
+        let document = probed.document.as_ref();
+        let properties = &self.settings.properties;
+        if !crate::properties::worker::after_probe(&self.store, properties, &lease, video, document)
+            .await
+        {
+            return Err(JobFailure::LeaseLost);
+        }
         self.settings
             .limits
             .check(&probed)
@@ -175,10 +184,13 @@ impl Encoders {
             "probed"
         );
 
+        let workdir = self.media.work().job_workdir(id)?;
         let ladder_dir = workdir.path().join("ladder");
         let plan = self.plan(&probed, source_path, ladder_dir.clone());
-        std::fs::create_dir_all(&ladder_dir).map_err(|source| MediaError::Io {
-            path: ladder_dir.clone(),
+        // ffmpeg's HLS muxer makes the rung folders; the image muxer needs its folder made.
+        let sheets_dir = ladder_dir.join(plan::storyboard::DIR);
+        std::fs::create_dir_all(&sheets_dir).map_err(|source| MediaError::Io {
+            path: sheets_dir,
             source,
         })?;
         self.persist_progress(lease, Step::Encoding, PROBED).await;
@@ -212,10 +224,11 @@ impl Encoders {
             .await;
         let written = tokio::task::spawn_blocking({
             let plan = plan.clone();
-            move || write_ladder(&plan)
+            move || outputs::write_ladder(&plan)
         })
         .await
         .map_err(|join| JobFailure::Retryable(join.to_string()))?
+        .map_err(JobFailure::from)
         .map_err(|failure| {
             if self.ran_out_of_space("") {
                 full_disk()
@@ -226,22 +239,11 @@ impl Encoders {
         if cancel.is_cancelled() {
             return Err(JobFailure::Canceled);
         }
-        let renditions = written
-            .iter()
-            .map(|w| Rendition {
-                name: w.rung.name.clone(),
-                width: w.rung.width,
-                height: w.rung.height,
-                bandwidth: w.peak_bps,
-                average_bandwidth: w.average_bps,
-                codecs: w.codecs.clone(),
-                playlist: format!("/hls/{id}/{}/index.m3u8", w.rung.name),
-            })
-            .collect();
+        drop(source);
         Ok(Encoded {
             _workdir: workdir,
             ladder: ladder_dir,
-            renditions,
+            renditions: written.renditions(id),
             encode_seconds: started.elapsed().as_secs_f64(),
         })
     }
@@ -427,22 +429,15 @@ fn source_info(probed: &Probe, size: u64) -> SourceInfo {
     }
 }
 
-/// Measures every rung and writes the master playlist (blocking file I/O).
-fn write_ladder(plan: &EncodePlan) -> Result<Vec<WrittenRung>, JobFailure> {
-    let has_audio = plan.audio.is_some();
-    let written = plan
-        .rungs
-        .iter()
-        .map(|rung| playlist::inspect_rung(&plan.out_dir.join(&rung.name), rung, has_audio))
-        .collect::<Result<Vec<_>, _>>()?;
-    playlist::write_master(
-        &plan.out_dir.join("master.m3u8"),
-        &written,
-        plan.frame_rate.as_f64(),
-    )?;
-    // One syncfs instead of an fsync per segment: the ladder is durable before it is published.
-    if let Ok(dir) = std::fs::File::open(&plan.out_dir) {
-        let _ = rustix::fs::syncfs(&dir);
+/// Fault injection for the supervision specs: with `REEL_FAULT_PANIC_ON_TITLE` set, a job whose
+/// title equals it panics as it starts (a stand-in for a bug in the pipeline). Unset (always, in
+/// production), it costs one environment lookup per job.
+mod fault_injection {
+    pub(super) fn panic_if_asked(title: Option<&str>) {
+        if let (Ok(wanted), Some(title)) = (std::env::var("REEL_FAULT_PANIC_ON_TITLE"), title)
+            && wanted == title
+        {
+            panic!("fault injection: REEL_FAULT_PANIC_ON_TITLE matched this job");
+        }
     }
-    Ok(written)
 }

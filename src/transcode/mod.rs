@@ -7,12 +7,15 @@
 
 pub mod ffmpeg;
 pub mod ladder;
+pub mod master;
 pub mod plan;
 pub mod playlist;
 pub mod probe;
+pub mod supervise;
 pub mod tools;
 
 mod job;
+mod outputs;
 mod settle;
 
 use std::path::PathBuf;
@@ -57,6 +60,8 @@ pub struct Settings {
     pub min_free_bytes: u64,
     /// A claim is the worker's for this long unless renewed; renewed every sixth of it.
     pub lease: Duration,
+    /// `--property` expressions, evaluated again once the source is probed.
+    pub properties: Arc<crate::properties::Properties>,
 }
 
 impl From<&Config> for Settings {
@@ -73,6 +78,9 @@ impl From<&Config> for Settings {
             limits: config.input_limits(),
             min_free_bytes: config.min_free_bytes,
             lease: Duration::from_secs(config.lease_secs),
+            properties: Arc::new(crate::properties::Properties::new(
+                config.properties.properties.clone(),
+            )),
         }
     }
 }

@@ -1,8 +1,10 @@
-//! Reads what ffmpeg really wrote (segment sizes, codec configuration) and writes the master playlist.
+//! Reads what ffmpeg really wrote: segment sizes and so rates (RFC 8216 §4.3.4.2), codec
+//! configuration (RFC 6381 strings from the init segments); fixes TARGETDURATION. The master
+//! playlists are written by [`super::master`].
 
 use std::path::{Path, PathBuf};
 
-use m3u8_rs::{MasterPlaylist, Playlist, Resolution, VariantStream};
+use m3u8_rs::Playlist;
 
 use super::ladder::PlannedRung;
 
@@ -24,17 +26,41 @@ pub enum PlaylistError {
     Invalid { path: PathBuf },
     #[error("{path} has no H.264 configuration (avcC)")]
     NoVideoConfig { path: PathBuf },
+    #[error("{path} has no AAC configuration (esds)")]
+    NoAudioConfig { path: PathBuf },
 }
 
-/// A rung as written: its measured rates and its codecs.
+/// A video rung as written: its measured rates (bits/s) and its codec, video alone.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WrittenRung {
     pub rung: PlannedRung,
     pub peak_bps: u64,
     pub average_bps: u64,
+    /// `avc1.PPCCLL`.
     pub codecs: String,
     pub segments: usize,
     pub duration: f64,
+}
+
+/// The audio rendition as written: its measured rates (bits/s) and its codec (`mp4a.40.2`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenAudio {
+    pub peak_bps: u64,
+    pub average_bps: u64,
+    pub codecs: String,
+    /// 1 or 2, for the rendition's `CHANNELS`.
+    pub channels: u32,
+}
+
+/// What one media playlist's segments measure.
+struct Measured {
+    peak_bps: u64,
+    average_bps: u64,
+    segments: usize,
+    duration: f64,
+    /// The init segment (`EXT-X-MAP`).
+    init: Vec<u8>,
+    init_path: PathBuf,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PlaylistError> {
@@ -44,12 +70,39 @@ fn read(path: &Path) -> Result<Vec<u8>, PlaylistError> {
     })
 }
 
-/// Measures one rung folder (`index.m3u8`, `init.mp4`-style map, segments).
-pub fn inspect_rung(
-    dir: &Path,
-    rung: &PlannedRung,
-    has_audio: bool,
-) -> Result<WrittenRung, PlaylistError> {
+/// Measures one rung folder (`index.m3u8`, its init segment, its segments).
+pub fn inspect_rung(dir: &Path, rung: &PlannedRung) -> Result<WrittenRung, PlaylistError> {
+    let measured = measure(dir)?;
+    let codecs = avc_codec(&measured.init).ok_or_else(|| PlaylistError::NoVideoConfig {
+        path: measured.init_path.clone(),
+    })?;
+    Ok(WrittenRung {
+        rung: rung.clone(),
+        peak_bps: measured.peak_bps,
+        average_bps: measured.average_bps,
+        codecs,
+        segments: measured.segments,
+        duration: measured.duration,
+    })
+}
+
+/// Measures the audio rendition's folder; `channels` is what the plan asked for.
+pub fn inspect_audio(dir: &Path, channels: u32) -> Result<WrittenAudio, PlaylistError> {
+    let measured = measure(dir)?;
+    let codecs = aac_codec(&measured.init).ok_or_else(|| PlaylistError::NoAudioConfig {
+        path: measured.init_path.clone(),
+    })?;
+    Ok(WrittenAudio {
+        peak_bps: measured.peak_bps,
+        average_bps: measured.average_bps,
+        codecs,
+        channels,
+    })
+}
+
+/// Reads a finished media playlist and its files; rewrites its TARGETDURATION when ffmpeg's is
+/// below a rounded EXTINF.
+fn measure(dir: &Path) -> Result<Measured, PlaylistError> {
     let playlist_path = dir.join("index.m3u8");
     let invalid = || PlaylistError::Invalid {
         path: playlist_path.clone(),
@@ -91,22 +144,14 @@ pub fn inspect_rung(
     let total_duration: f64 = durations.iter().sum();
     let average = (total_bits / total_duration.max(0.001)).ceil() as u64;
     let peak = peak_bit_rate(&sizes, &durations, target).max(average);
-    let init_uri = init_uri.ok_or_else(invalid)?;
-    let init = read(&dir.join(&init_uri))?;
-    let video = avc_codec(&init).ok_or_else(|| PlaylistError::NoVideoConfig {
-        path: dir.join(&init_uri),
-    })?;
-    let codecs = match (has_audio, aac_codec(&init)) {
-        (true, Some(audio)) => format!("{video},{audio}"),
-        _ => video,
-    };
-    Ok(WrittenRung {
-        rung: rung.clone(),
+    let init_path = dir.join(init_uri.ok_or_else(invalid)?);
+    Ok(Measured {
         peak_bps: peak,
         average_bps: average,
-        codecs,
         segments: playlist.segments.len(),
         duration: total_duration,
+        init: read(&init_path)?,
+        init_path,
     })
 }
 
@@ -225,43 +270,6 @@ pub fn aac_codec(init: &[u8]) -> Option<String> {
     None
 }
 
-/// Writes `master.m3u8` with rungs in ascending bandwidth order.
-pub fn write_master(
-    path: &Path,
-    rungs: &[WrittenRung],
-    frame_rate: f64,
-) -> Result<(), PlaylistError> {
-    let mut ordered: Vec<&WrittenRung> = rungs.iter().collect();
-    ordered.sort_by_key(|r| r.peak_bps);
-    let master = MasterPlaylist {
-        version: Some(7),
-        independent_segments: true,
-        variants: ordered
-            .iter()
-            .map(|r| VariantStream {
-                uri: format!("{}/index.m3u8", r.rung.name),
-                bandwidth: r.peak_bps,
-                average_bandwidth: Some(r.average_bps),
-                codecs: Some(r.codecs.clone()),
-                resolution: Some(Resolution {
-                    width: u64::from(r.rung.width),
-                    height: u64::from(r.rung.height),
-                }),
-                frame_rate: Some((frame_rate * 1000.0).round() / 1000.0),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    };
-    let write_error = |source| PlaylistError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut bytes = Vec::new();
-    master.write_to(&mut bytes).map_err(write_error)?;
-    std::fs::write(path, bytes).map_err(write_error)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,45 +320,5 @@ mod tests {
             peak_bit_rate(&[500_000, 100_000], &[4.0, 4.0], 4),
             1_000_000
         );
-    }
-
-    #[test]
-    fn master_lists_rungs_ascending_with_rounded_frame_rate() {
-        let rung = |name: &str, w, h, peak| WrittenRung {
-            rung: PlannedRung {
-                name: name.into(),
-                width: w,
-                height: h,
-                video_kbps: 1,
-            },
-            peak_bps: peak,
-            average_bps: peak / 2,
-            codecs: "avc1.64001f,mp4a.40.2".into(),
-            segments: 1,
-            duration: 1.0,
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("master.m3u8");
-        write_master(
-            &path,
-            &[
-                rung("720p", 1280, 720, 3_000_000),
-                rung("360p", 640, 360, 900_000),
-            ],
-            30000.0 / 1001.0,
-        )
-        .unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            text.find("360p/index.m3u8") < text.find("720p/index.m3u8"),
-            "{text}"
-        );
-        assert!(text.contains("FRAME-RATE=29.97"), "{text}");
-        assert!(text.contains("AVERAGE-BANDWIDTH=450000"));
-        assert!(text.contains("#EXT-X-INDEPENDENT-SEGMENTS"));
-        assert!(matches!(
-            m3u8_rs::parse_playlist_res(text.as_bytes()),
-            Ok(Playlist::MasterPlaylist(_))
-        ));
     }
 }

@@ -171,7 +171,12 @@ impl Encoders {
                     return "ready";
                 }
                 // Deleted meanwhile, or another worker holds the job: publish nothing.
-                Ok(None) => return "canceled",
+                Ok(None) => {
+                    warn!(
+                        "the job ended elsewhere (its lease was lost, or it was deleted); nothing published"
+                    );
+                    return "canceled";
+                }
                 Err(PublishFailure::Media(failure)) => {
                     return self.publish_failed(lease, failure).await;
                 }
@@ -267,7 +272,11 @@ impl Encoders {
                 self.bus
                     .publish(lease.video, JobEvent::Failed(Arc::new(video)));
             }
-            Ok(None) => {}
+            Ok(None) => {
+                warn!(
+                    "the job ended elsewhere (its lease was lost, or it was deleted); nothing recorded"
+                )
+            }
             Err(db) => {
                 warn!(error = %db, "cannot record the failure; the lease will retry the job")
             }

@@ -15,8 +15,9 @@ use futures_util::{Stream, StreamExt};
 use super::body::{self, StopCell};
 use super::{Received, UploadError, UploadLimits, receive};
 use crate::media::MediaStore;
+use crate::properties::metadata::{MAX_METADATA_BYTES, MetadataError};
 
-/// Bytes a form may carry beyond the file limit: boundaries, part headers, a title.
+/// Bytes a form may carry beyond the file limit: boundaries, part headers, a title, metadata.
 pub const FORM_OVERHEAD: u64 = 64 * 1024;
 /// Largest part other than `file` that is kept (a title), in bytes.
 pub const MAX_FIELD: usize = 4096;
@@ -33,14 +34,17 @@ pub struct FormUpload {
     pub title: Option<Vec<u8>>,
     /// The `visibility` part's bytes (`public` or `private`), as sent.
     pub visibility: Option<Vec<u8>>,
+    /// The `metadata` part: client metadata, a JSON object (checked when read).
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// Reads a whole form. Errors: [`UploadError::IdleTimeout`] for a stall anywhere,
 /// [`UploadError::TooLarge`] past the file limit or the body budget, [`UploadError::Body`] for
 /// a malformed form or a dropped connection, [`UploadError::MissingFile`],
 /// [`UploadError::FieldTooLong`], [`UploadError::TooManyParts`], [`UploadError::DuplicatePart`]
-/// (a second `file`, `title` or `visibility`), and the disk's errors. On any
-/// error the staged file is removed.
+/// (a second `file`, `title`, `visibility` or `metadata`), [`UploadError::Metadata`] (larger
+/// than 16 KiB, or not a JSON object), and the disk's errors. On any error the staged file is
+/// removed.
 pub async fn receive_form<S>(
     headers: &HeaderMap,
     payload: S,
@@ -56,6 +60,7 @@ where
     let mut upload: Option<(Received, Option<String>)> = None;
     let mut title = None;
     let mut visibility = None;
+    let mut metadata = None;
     let mut parts = 0;
     while let Some(field) = form.next().await {
         let mut field = field.map_err(|error| form_error(&stop, error))?;
@@ -73,6 +78,9 @@ where
             Some("visibility") if visibility.is_some() => {
                 return Err(UploadError::DuplicatePart { name: "visibility" });
             }
+            Some("metadata") if metadata.is_some() => {
+                return Err(UploadError::DuplicatePart { name: "metadata" });
+            }
             Some("file") => {
                 let filename = field
                     .content_disposition()
@@ -84,8 +92,19 @@ where
                     .map_err(|error| stop.get().map_or(error, UploadError::from))?;
                 upload = Some((received, filename));
             }
-            Some("title") => title = Some(read_small(&mut field, &stop).await?),
-            Some("visibility") => visibility = Some(read_small(&mut field, &stop).await?),
+            Some("title") => title = Some(read_small(&mut field, &stop, MAX_FIELD).await?),
+            Some("visibility") => {
+                visibility = Some(read_small(&mut field, &stop, MAX_FIELD).await?);
+            }
+            Some("metadata") => {
+                let text = read_small(&mut field, &stop, MAX_METADATA_BYTES)
+                    .await
+                    .map_err(|error| match error {
+                        UploadError::FieldTooLong { .. } => MetadataError::TooLarge.into(),
+                        other => other,
+                    })?;
+                metadata = Some(crate::properties::metadata::parse(&text)?);
+            }
             // Unknown parts are read and dropped, under the same guard.
             _ => drain(&mut field, &stop).await?,
         }
@@ -96,6 +115,7 @@ where
         filename,
         title,
         visibility,
+        metadata,
     })
 }
 
@@ -107,12 +127,17 @@ fn form_error(stop: &StopCell, error: MultipartError) -> UploadError {
     }
 }
 
-async fn read_small(field: &mut Field, stop: &StopCell) -> Result<Vec<u8>, UploadError> {
+/// A small part's bytes, at most `limit` of them.
+async fn read_small(
+    field: &mut Field,
+    stop: &StopCell,
+    limit: usize,
+) -> Result<Vec<u8>, UploadError> {
     let mut text = Vec::new();
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(|e| form_error(stop, e))?;
-        if text.len() + chunk.len() > MAX_FIELD {
-            return Err(UploadError::FieldTooLong { limit: MAX_FIELD });
+        if text.len() + chunk.len() > limit {
+            return Err(UploadError::FieldTooLong { limit });
         }
         text.extend_from_slice(&chunk);
     }

@@ -63,6 +63,9 @@ pub enum UploadError {
     TooManyParts { limit: usize },
     #[error("the form has more than one `{name}` part")]
     DuplicatePart { name: &'static str },
+    /// Client metadata too large (413) or not a JSON object (400).
+    #[error(transparent)]
+    Metadata(#[from] crate::properties::metadata::MetadataError),
     #[error(transparent)]
     Media(#[from] MediaError),
 }

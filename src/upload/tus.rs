@@ -23,10 +23,9 @@ pub const CHECKSUM_ALGORITHMS: &str = "sha1,sha256,md5";
 /// The content type of every request body that carries upload bytes (core, "PATCH").
 pub const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
 
-/// Longest `Upload-Metadata` header kept, in bytes (it is echoed on every `HEAD`).
-pub const MAX_METADATA_HEADER: usize = 8 * 1024;
-/// Longest `metadata` value (client JSON), in bytes once decoded.
-const MAX_METADATA_JSON: usize = 4 * 1024;
+/// Longest `Upload-Metadata` header kept, in bytes (it is echoed on every `HEAD`): room for
+/// the 16 KiB of client metadata in base64 (21,848 bytes) and the other keys.
+pub const MAX_METADATA_HEADER: usize = 24 * 1024;
 /// Longest title or file name kept, in characters (as for `POST /api/v1/videos`).
 const MAX_TEXT: usize = 200;
 
@@ -166,17 +165,11 @@ pub fn parse_metadata(header: &str) -> Result<UploadFields, TusError> {
             )));
         }
     };
-    let metadata = match text("metadata")? {
+    let metadata = match pairs.iter().find(|(k, _)| *k == "metadata") {
         None => None,
-        Some(json) if json.len() > MAX_METADATA_JSON => {
-            return Err(invalid(format!(
-                "metadata is longer than {MAX_METADATA_JSON} bytes"
-            )));
+        Some((_, json)) => {
+            Some(crate::properties::metadata::parse(json).map_err(|e| TusError::Upload(e.into()))?)
         }
-        Some(json) => match serde_json::from_str::<serde_json::Value>(&json) {
-            Ok(value @ serde_json::Value::Object(_)) => Some(value),
-            _ => return Err(invalid("metadata is not a JSON object".into())),
-        },
     };
     let filename = match text("filename")? {
         Some(name) => Some(name),

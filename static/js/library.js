@@ -2,6 +2,7 @@
 
 import { $, announcer, flash, showMessage } from './lib/dom.js';
 import { setUpLibrary } from './lib/library-view.js';
+import { setUpSignIn } from './lib/sign-in.js';
 import { setUpUploadForm } from './lib/upload-form.js';
 
 const announce = announcer($('announce'));
@@ -12,3 +13,4 @@ if (flashed) {
 }
 const library = setUpLibrary({ announce });
 setUpUploadForm({ announce, onUploaded: () => library.reload() });
+setUpSignIn({ onChange: () => library.reload() });

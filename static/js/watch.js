@@ -1,6 +1,7 @@
 // The watch page: the player sized to the video, the quality menu, the title (editable),
 // date, duration, and the share and manage actions.
 
+import { withToken } from './lib/session.js';
 import { deleteVideo, getVideo, setTitle } from './lib/api.js';
 import { $, announcer, flash, h, showMessage } from './lib/dom.js';
 import { setUpDeleteDialog } from './lib/delete-dialog.js';
@@ -9,6 +10,7 @@ import { attachPlayer } from './lib/player.js';
 import { setUpQuality } from './lib/quality.js';
 import { copyText, embedCode } from './lib/share.js';
 import { createStage, failedText, notFound, showProgressUntilDone } from './lib/stage.js';
+import { loadStoryboard, setUpSeekBar } from './lib/storyboard.js';
 import { setUpTitleEditor } from './lib/title-edit.js';
 
 const id = decodeURIComponent(location.pathname.split('/')[2] || '');
@@ -18,6 +20,8 @@ const el = {
   playerError: $('player-error'), download: $('download'), copyLink: $('copy-link'),
   copyEmbed: $('copy-embed'), copyHls: $('copy-hls'), shareStatus: $('share-status'),
   manualLabel: $('manual-copy-label'), manual: $('manual-copy'), remove: $('delete'),
+  scrubber: $('scrubber'), seek: $('seek'), seekPreview: $('seek-preview'), seekThumb: $('seek-thumb'),
+  seekTime: $('seek-time'),
 };
 const announce = announcer($('announce'));
 const stage = createStage({
@@ -36,7 +40,7 @@ function render(next) {
   if (video.source) parts.push(formatDuration(video.source.duration), resolutionLabel(video), formatBytes(video.source.size));
   // Each part stays on one line; the line breaks between them.
   el.meta.replaceChildren(...parts.filter(Boolean).flatMap((part, i) => [i ? ' · ' : '', h('span', {}, part)]));
-  el.download.href = video.links.source;
+  el.download.href = withToken(video.links.source);
   const ready = video.status === 'ready';
   el.copyEmbed.hidden = !ready;
   el.copyHls.hidden = !ready;
@@ -53,6 +57,13 @@ async function play(ready) {
   });
   if (!player) return;
   el.player.dataset.mode = player.mode;
+  // The seek bar under the player, with storyboard thumbnails once the track has loaded.
+  const bar = setUpSeekBar(
+    { box: el.scrubber, seek: el.seek, preview: el.seekPreview, thumb: el.seekThumb, time: el.seekTime },
+    el.player,
+    { duration: ready.source && ready.source.duration },
+  );
+  loadStoryboard(ready.links.storyboard).then(bar.setCues);
   showQuality = setUpQuality({ box: el.quality, select: el.qualitySelect, now: el.qualityNow }, player);
   showQuality(player.onScreen());
 }

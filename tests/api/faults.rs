@@ -156,14 +156,14 @@ async fn a_dropped_upload_leaves_nothing_behind() {
 }
 
 /// A small tmpfs as the media volume; unmounted on drop.
-struct SmallDisk {
-    dir: tempfile::TempDir,
+pub struct SmallDisk {
+    pub dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
     /// Panics when the mount fails: the spec needs root (as the test command and CI run), and
     /// a spec that did not run must not pass.
-    fn mount(megabytes: u32) -> SmallDisk {
+    pub fn mount(megabytes: u32) -> SmallDisk {
         let dir = tempfile::tempdir().expect("mount point");
         let output = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
@@ -179,13 +179,13 @@ impl SmallDisk {
         SmallDisk { dir }
     }
 
-    fn free(&self) -> u64 {
+    pub fn free(&self) -> u64 {
         let stats = rustix::fs::statvfs(self.dir.path()).expect("statvfs");
         stats.f_bavail * stats.f_frsize
     }
 
     /// Fills the disk until only `leave` bytes are free.
-    fn fill_leaving(&self, leave: u64) -> PathBuf {
+    pub fn fill_leaving(&self, leave: u64) -> PathBuf {
         let filler = self.dir.path().join("filler");
         let size = self.free().saturating_sub(leave);
         std::fs::write(&filler, vec![0u8; usize::try_from(size).expect("size")]).expect("fill");
@@ -256,7 +256,13 @@ async fn a_thousand_sse_clients_that_vanish_release_their_memory() {
             maximum: Some(limit),
         },
     );
-    let app = TestApp::spawn(&["--x264-preset", "veryslow"]);
+    // The job must outlast three waves whatever the encoder's speed: this ffmpeg reads its
+    // input at a quarter of real time (`-readrate`), so the 20 s clip takes at least 80 s.
+    let bin = tempfile::tempdir().expect("dir");
+    let slow = bin.path().join("ffmpeg");
+    std::fs::write(&slow, "#!/bin/sh\nexec ffmpeg -readrate 0.25 \"$@\"\n").expect("script");
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let app = TestApp::spawn(&["--ffmpeg", slow.to_str().expect("path")]);
     let id = app.upload_id(&fixtures::long()).await;
     app.events(&id, None, |e| {
         e.event == "progress" && e.data["step"] == "encoding"

@@ -44,6 +44,17 @@ impl TestApp {
     /// `reel <role>` (`serve` or `work`) on `media`, on the engine the specs run on (see
     /// [`database_url`]): the same media dir always gets the same database.
     pub fn start(role: &str, media: &Path, extra: &[&str], keep: Vec<TempDir>) -> TestApp {
+        TestApp::start_with_env(role, media, extra, keep, &[])
+    }
+
+    /// [`TestApp::start`] with extra environment variables for the server.
+    pub fn start_with_env(
+        role: &str,
+        media: &Path,
+        extra: &[&str],
+        keep: Vec<TempDir>,
+        env: &[(&str, &str)],
+    ) -> TestApp {
         let logs = tempfile::tempdir().expect("log dir");
         let log = logs.path().join("reel.log");
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -65,6 +76,7 @@ impl TestApp {
             .args(&engine)
             .args(extra)
             .env("RUST_LOG", "info,sqlx=warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)

@@ -4,12 +4,17 @@
 //!
 //! - every rung's displayed aspect (width × SAR / height, rotation applied) within 1.5 % of the
 //!   source's displayed aspect;
-//! - every rung H.264 4:2:0 8-bit tagged BT.709; audio AAC-LC at 44.1 or 48 kHz, ≤ 2 channels;
-//! - in every rung, audio starts within 0.15 s of the video and ends within 0.25 s of it, and
-//!   neither has a hole (0.1 s without a packet);
+//! - every rung H.264 4:2:0 8-bit tagged BT.709, video only; the audio, when the source has
+//!   some, is one rendition of an `EXT-X-MEDIA` audio group that every variant names (CODECS
+//!   listing both codecs), AAC-LC at 44.1 or 48 kHz, ≤ 2 channels, and ffmpeg reading the master
+//!   finds it in every variant's program;
+//! - for every rung, the audio starts within 0.15 s of the video and ends within 0.25 s of it,
+//!   and neither has a hole (0.1 s without a packet);
 //! - total EXTINF matches the decoded video and the source's span (earliest start to latest end
 //!   of video and real audio);
 //! - TARGETDURATION ≥ 1 and ≥ every rounded EXTINF; AVERAGE-BANDWIDTH ≤ BANDWIDTH;
+//! - the storyboard's cues cover the video, contiguous, inside their sheets
+//!   ([`crate::storyboard`]);
 //! - for an interlaced source, `idet` over the top rung finds (almost: at most 10 % of decided
 //!   frames, the first ones of a short clip) only progressive frames.
 
@@ -43,7 +48,10 @@ pub struct Rung {
     pub width: u64,
     pub height: u64,
     pub extinf_total: f64,
+    /// The audio stream (ffprobe's `-show_streams`) of the rendition the rung plays with.
     pub audio: Option<Value>,
+    /// That rendition's media playlist.
+    pub audio_playlist: Option<PathBuf>,
 }
 
 fn text(value: &Value) -> Option<f64> {
@@ -199,6 +207,81 @@ pub async fn assert_ladder(app: &TestApp, id: &str, source: &Path, expect: Expec
     }
 }
 
+/// The audio rendition of a master: its playlist path and its ffprobe stream; checks that it is
+/// one `EXT-X-MEDIA` group every variant names, and AAC-LC as browsers need it.
+fn audio_rendition(hls: &Path, master: &m3u8_rs::MasterPlaylist) -> Option<(PathBuf, Value)> {
+    let groups: Vec<&m3u8_rs::AlternativeMedia> = master
+        .alternatives
+        .iter()
+        .filter(|a| a.media_type == m3u8_rs::AlternativeMediaType::Audio)
+        .collect();
+    if groups.is_empty() {
+        for variant in &master.variants {
+            assert_eq!(variant.audio, None, "{}: names no audio group", variant.uri);
+        }
+        return None;
+    }
+    assert_eq!(groups.len(), 1, "one audio rendition: {groups:?}");
+    let group = groups[0];
+    assert!(group.default && group.autoselect, "{group:?}");
+    let uri = group.uri.as_deref().expect("the audio rendition's URI");
+    for variant in &master.variants {
+        assert_eq!(
+            variant.audio.as_deref(),
+            Some(group.group_id.as_str()),
+            "{}: names the audio group",
+            variant.uri
+        );
+        let codecs = variant.codecs.as_deref().unwrap_or("");
+        assert!(
+            codecs.contains("avc1.") && codecs.contains("mp4a.40.2"),
+            "{}: CODECS {codecs} lists the video and the audio",
+            variant.uri
+        );
+    }
+    let path = hls.join(uri);
+    let streams = ffprobe(&path, &["-show_streams"])["streams"]
+        .as_array()
+        .expect("streams")
+        .clone();
+    assert_eq!(streams.len(), 1, "{uri}: audio only: {streams:?}");
+    let audio = streams[0].clone();
+    assert_eq!(audio["codec_type"], "audio", "{uri}");
+    assert_eq!(audio["codec_name"], "aac", "{uri}");
+    assert_eq!(audio["profile"], "LC", "{uri}");
+    let rate = audio["sample_rate"].as_str().unwrap_or("");
+    assert!(["44100", "48000"].contains(&rate), "{uri}: {rate} Hz");
+    let channels = audio["channels"].as_u64().unwrap_or(0);
+    assert!((1..=2).contains(&channels), "{uri}: {channels} channels");
+    assert_eq!(
+        group.channels.as_deref(),
+        Some(channels.to_string().as_str()),
+        "{uri}: CHANNELS"
+    );
+    // ffmpeg's HLS demuxer, reading the master as a player does: every variant's program
+    // holds its video and the audio rendition.
+    let probe = ffprobe(&hls.join("master.m3u8"), &["-show_programs"]);
+    let programs = probe["programs"].as_array().expect("programs");
+    assert_eq!(
+        programs.len(),
+        master.variants.len(),
+        "one program per variant"
+    );
+    for program in programs {
+        let kinds: Vec<&str> = program["streams"]
+            .as_array()
+            .expect("program streams")
+            .iter()
+            .filter_map(|s| s["codec_type"].as_str())
+            .collect();
+        assert!(
+            kinds.contains(&"video") && kinds.contains(&"audio"),
+            "a variant plays video and audio: {program}"
+        );
+    }
+    Some((path, audio))
+}
+
 fn check(hls: &Path, source: &Path, expect: Expect) -> Vec<Rung> {
     let (source_aspect, source_span) = source_facts(source);
     let master = match m3u8_rs::parse_playlist_res(
@@ -207,6 +290,21 @@ fn check(hls: &Path, source: &Path, expect: Expect) -> Vec<Rung> {
         Ok(Playlist::MasterPlaylist(master)) => master,
         other => panic!("not a master playlist: {other:?}"),
     };
+    let rendition = audio_rendition(hls, &master);
+    let audio_times = rendition.as_ref().map(|(path, _)| {
+        let times = packet_times(path);
+        assert_eq!(times.len(), 1, "{}: one stream", path.display());
+        let times = times.into_values().next().unwrap_or_default();
+        let hole = largest_hole(&times);
+        assert!(
+            hole <= HOLE_TOLERANCE,
+            "{}: a {hole:.3} s hole in the audio",
+            path.display()
+        );
+        let start = times.iter().map(|t| t.0).fold(f64::INFINITY, f64::min);
+        let end = times.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max);
+        (start, end)
+    });
     let mut rungs = Vec::new();
     // Checked last, so that a wrong shape or timeline is what a failure reports first.
     let mut tags = Vec::new();
@@ -244,35 +342,22 @@ fn check(hls: &Path, source: &Path, expect: Expect) -> Vec<Rung> {
             .find(|s| s["codec_type"] == "video")
             .unwrap_or_else(|| panic!("{label}: no video"))
             .clone();
-        let audio = streams.iter().find(|s| s["codec_type"] == "audio").cloned();
+        assert_eq!(streams.len(), 1, "{label}: the rung is video only");
         let aspect = displayed_aspect(&video);
         assert!(
             (aspect / source_aspect - 1.0).abs() <= ASPECT_TOLERANCE,
             "{label}: displayed aspect {aspect:.4}, source {source_aspect:.4}"
         );
-        if let Some(audio) = &audio {
-            assert_eq!(audio["codec_name"], "aac", "{label}");
-            assert_eq!(audio["profile"], "LC", "{label}");
-            let rate = audio["sample_rate"].as_str().unwrap_or("");
-            assert!(["44100", "48000"].contains(&rate), "{label}: {rate} Hz");
-            let channels = audio["channels"].as_u64().unwrap_or(0);
-            assert!((1..=2).contains(&channels), "{label}: {channels} channels");
-        }
 
         let times = packet_times(&path);
-        let extents = packet_extents(&path);
-        let index = |s: &Value| s["index"].as_u64().expect("index");
-        let (video_start, video_end) = extents[&index(&video)];
-        for stream in std::iter::once(&video).chain(audio.as_ref()) {
-            let hole = largest_hole(&times[&index(stream)]);
-            assert!(
-                hole <= HOLE_TOLERANCE,
-                "{label}: a {hole:.3} s hole in the {}",
-                stream["codec_type"]
-            );
-        }
-        if let Some(audio) = &audio {
-            let (audio_start, audio_end) = extents[&index(audio)];
+        let index = video["index"].as_u64().expect("index");
+        let (video_start, video_end) = packet_extents(&path)[&index];
+        let hole = largest_hole(&times[&index]);
+        assert!(
+            hole <= HOLE_TOLERANCE,
+            "{label}: a {hole:.3} s hole in the video"
+        );
+        if let Some((audio_start, audio_end)) = audio_times {
             assert!(
                 (audio_start - video_start).abs() <= AUDIO_START_TOLERANCE,
                 "{label}: audio starts at {audio_start:.3}, video at {video_start:.3}"
@@ -299,10 +384,14 @@ fn check(hls: &Path, source: &Path, expect: Expect) -> Vec<Rung> {
             width: video["width"].as_u64().expect("width"),
             height: video["height"].as_u64().expect("height"),
             extinf_total,
-            audio,
+            audio: rendition.as_ref().map(|(_, audio)| audio.clone()),
+            audio_playlist: rendition.as_ref().map(|(path, _)| path.clone()),
         });
     }
     rungs.sort_by_key(|r| r.width * r.height);
+    if let Some(top) = rungs.last() {
+        crate::storyboard::assert_storyboard(hls, top.extinf_total);
+    }
     if expect.interlaced {
         let top = rungs.last().expect("a rung");
         let (interlaced, progressive) = idet(&top.playlist);

@@ -19,11 +19,18 @@ const templateVars = spawnSync(path.join(NGINX_DIR, 'render'), ['--vars'], { enc
   .stdout.split('\n').filter(Boolean);
 
 /** Compose-style interpolation of `${VAR}`, `${VAR:-default}` and `${VAR-default}`. */
-function interpolate(value, env = {}) {
-  return String(value).replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}/g, (_, name, op, fallback) => {
+/** What an operator's `.env` must hold (compose refuses to start without it: `${VAR:?…}`). */
+const DOT_ENV = { REEL_PLAYBACK_SECRET: 'an-operator-secret-of-at-least-32-bytes' };
+
+function interpolate(value, env = DOT_ENV) {
+  return String(value).replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}/g, (_, name, op, fallback) => {
     const set = Object.hasOwn(env, name);
     if (op === ':-') return set && env[name] !== '' ? env[name] : fallback;
     if (op === '-') return set ? env[name] : fallback;
+    if (op === ':?' || op === '?') {
+      assert.ok(set && env[name] !== '', `compose requires ${name}: ${fallback}`);
+      return env[name];
+    }
     return set ? env[name] : '';
   });
 }
@@ -251,6 +258,45 @@ describe('Dockerfile', () => {
     for (const pattern of ignored) {
       const plain = pattern.replace(/\/$/, '');
       for (const path of needed) assert.ok(!(path === plain || path.startsWith(`${plain}/`)), `${pattern} would drop ${path}`);
+    }
+  });
+});
+
+describe('the monitoring profile', () => {
+  const { prometheus, grafana, reel, nginx } = compose.services ?? {};
+
+  test('starts Prometheus and Grafana only when asked, with the repo\'s files', () => {
+    for (const [name, service] of Object.entries({ prometheus, grafana })) {
+      assert.deepEqual(service?.profiles, ['monitoring'], `${name} is in the monitoring profile only`);
+      assert.equal(service.restart, 'unless-stopped');
+    }
+    assert.equal(reel.profiles, undefined, 'reel runs without the profile');
+    assert.equal(nginx.profiles, undefined, 'nginx runs without the profile');
+    const mounts = [...prometheus.volumes, ...grafana.volumes].filter((v) => v.startsWith('./'));
+    for (const mount of mounts) {
+      const [source, , mode] = mount.split(':');
+      assert.ok(fs.existsSync(path.join(REPO, source)), `${source} exists`);
+      assert.equal(mode, 'ro', `${source} is mounted read-only`);
+    }
+    assert.ok(prometheus.command.includes('--config.file=/etc/prometheus/prometheus.yml'));
+    assert.ok(compose.volumes && 'prometheus' in compose.volumes && 'grafana' in compose.volumes);
+  });
+
+  test('Prometheus scrapes reel; Grafana gets it as the datasource the dashboard names', () => {
+    const scrape = YAML.parse(fs.readFileSync(path.join(REPO, 'monitoring/prometheus/prometheus.yml'), 'utf8'));
+    const job = scrape.scrape_configs.find((j) => j.job_name === 'reel');
+    assert.deepEqual(job.static_configs[0].targets, ['reel:8080'], 'the compose service and port of reel');
+    const sources = YAML.parse(fs.readFileSync(
+      path.join(REPO, 'monitoring/grafana/provisioning/datasources/prometheus.yml'), 'utf8'));
+    const source = sources.datasources[0];
+    assert.equal(source.url, 'http://prometheus:9090');
+    const providers = YAML.parse(fs.readFileSync(
+      path.join(REPO, 'monitoring/grafana/provisioning/dashboards/reel.yml'), 'utf8'));
+    const mounted = grafana.volumes.find((v) => v.startsWith('./monitoring/grafana/dashboards:'));
+    assert.equal(mounted.split(':')[1], providers.providers[0].options.path, 'the provider reads the mounted folder');
+    const dashboard = JSON.parse(fs.readFileSync(path.join(REPO, 'monitoring/grafana/dashboards/reel.json'), 'utf8'));
+    for (const panel of dashboard.panels) {
+      assert.equal(panel.datasource.uid, source.uid, `${panel.title} uses the provisioned datasource`);
     }
   });
 });

@@ -18,6 +18,8 @@ export const REEL_BIN = process.env.REEL_BIN || path.join(REPO, 'target', 'debug
 export const NGINX_BIN = process.env.NGINX_BIN || (fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx');
 export const STATIC_DIR = path.join(REPO, 'static');
 export const NGINX_DIR = path.join(REPO, 'nginx');
+/** The playback secret of the edge specs' reel and nginx (signs private videos' links). */
+export const PLAYBACK_SECRET = 'edge-specs-playback-secret-0123456789';
 export const ARTIFACTS_DIR = process.env.REEL_ARTIFACTS_DIR || path.join(REPO, 'target', 'test-artifacts');
 
 // ---------- processes ----------
@@ -175,6 +177,7 @@ export async function startReel({
     ...(accelRedirect && serving ? ['--accel-redirect'] : []),
     '--x264-preset', preset,
     '--encoders', String(encoders),
+    ...(serving ? ['--playback-secret', PLAYBACK_SECRET] : []),
     ...extraArgs,
   ];
   const env = { ...process.env, NO_COLOR: '1', RUST_LOG: process.env.RUST_LOG || 'info,sqlx=warn' };
@@ -223,6 +226,7 @@ export function preparePrefix(vars = {}, extraConf = '') {
     NGINX_RESOLVER: '127.0.0.1 valid=10s', // never asked: the test upstreams are IP literals
     REEL_STATIC_DIR: STATIC_DIR,
     REEL_MAX_UPLOAD_BYTES: '50m',
+    REEL_PLAYBACK_SECRET: PLAYBACK_SECRET,
     NGINX_UPLOAD_RATE: '30r/m',
     NGINX_UPLOAD_BURST: '10',
     ...vars,
@@ -259,29 +263,39 @@ export function nginxConfigTest(layout) {
 }
 
 /**
- * Starts nginx in the foreground on a free port in front of `upstream` (host:port).
+ * Starts nginx in the foreground on a free port in front of `upstream` (host:port); with
+ * `tls: { cert, key }` it listens with TLS (docs/tls.md's edge) and `url` is https.
  * Returns { url, port, prefix, errorLog, bodyTemp, child, stop() }.
  */
-export async function startNginx({ upstream, mediaDir, vars = {}, extraConf = '' }) {
+export async function startNginx({ upstream, mediaDir, vars = {}, extraConf = '', tls }) {
   const port = await freePort();
+  const tlsConf = tls ? `ssl_certificate ${tls.cert};\nssl_certificate_key ${tls.key};\nssl_protocols TLSv1.2 TLSv1.3;` : '';
   const layout = preparePrefix({
-    NGINX_LISTEN: `127.0.0.1:${port}`,
+    NGINX_LISTEN: tls ? `127.0.0.1:${port} ssl` : `127.0.0.1:${port}`,
     REEL_UPSTREAM: upstream,
     REEL_MEDIA_DIR: mediaDir,
     ...vars,
-  }, extraConf);
+  }, [extraConf, tlsConf].filter(Boolean).join('\n'));
   const out = fs.openSync(path.join(layout.prefix, 'logs', 'stderr.log'), 'a');
   const child = track(spawn(NGINX_BIN, [
     '-p', layout.prefix, '-c', layout.conf, '-e', layout.errorLog, '-g', globalDirectives(),
   ], { stdio: ['ignore', out, out], detached: true }));
   fs.closeSync(out);
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (child.exitCode !== null) {
       throw new Error(`nginx exited with ${child.exitCode}:\n${tail(layout.errorLog)}\n${tail(path.join(layout.prefix, 'logs', 'stderr.log'))}`);
     }
     try {
+      if (tls) {
+        // Listening is enough: the test's own client checks the certificate.
+        await new Promise((resolve, reject) => {
+          const socket = net.connect(port, '127.0.0.1', () => { socket.end(); resolve(); });
+          socket.on('error', reject);
+        });
+        break;
+      }
       const res = await fetch(`${url}/style.css`, { signal: AbortSignal.timeout(1000) });
       await res.arrayBuffer();
       if (res.status === 200) break;

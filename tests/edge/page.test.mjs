@@ -202,6 +202,57 @@ test('search and status filter are answered by the server and kept in the addres
   await context.close();
 });
 
+test('hovering and dragging the watch page’s seek bar shows the storyboard’s thumbnail of that moment', { timeout: 60_000 }, async (t) => {
+  const { context, page, problems, failed } = await openPage(browser);
+  const video = await getJson(`${edge.url}/api/v1/videos/${city.id}`);
+  assert.equal(video.links.storyboard, `/hls/${city.id}/storyboard.vtt`);
+  await page.goto(`${edge.url}/watch/${city.id}`);
+  await page.locator('#scrubber:not([hidden])').waitFor();
+  const seek = page.locator('#seek');
+  const box = await seek.boundingBox();
+  // Once the track has loaded, hovering at 50 % of a 6 s video shows the thumbnail of 0:03.
+  await page.locator('#scrubber[data-thumbnails="6"]').waitFor({ timeout: 15_000 });
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  const preview = page.locator('#seek-preview');
+  await preview.waitFor({ state: 'visible' });
+  const hovered = await page.evaluate(async () => {
+    const thumb = document.querySelector('#seek-thumb');
+    const sheet = new Image();
+    sheet.src = thumb.dataset.sheet;
+    await sheet.decode();
+    const rect = thumb.getBoundingClientRect();
+    return {
+      sheet: new URL(thumb.dataset.sheet).pathname, xywh: thumb.dataset.xywh.split(',').map(Number),
+      size: [sheet.naturalWidth, sheet.naturalHeight], shown: [rect.width, rect.height],
+      time: document.querySelector('#seek-time').textContent, at: Number(document.querySelector('#seek-preview').dataset.time),
+    };
+  });
+  t.diagnostic(`hover: ${JSON.stringify(hovered)}`);
+  assert.equal(hovered.sheet, `/hls/${city.id}/storyboard/sprite_0.jpg`);
+  assert.ok(Math.abs(hovered.at - 3) < 0.2, `the preview is of ${hovered.at} s`);
+  assert.equal(hovered.time, '0:03');
+  const [x, y, w, h] = hovered.xywh;
+  assert.deepEqual([x, y, w, h], [480, 0, 160, 90], 'the fourth thumbnail, one a second');
+  assert.ok(x + w <= hovered.size[0] && y + h <= hovered.size[1], `inside the ${hovered.size} sheet`);
+  assert.deepEqual(hovered.shown, [w, h]);
+  t.diagnostic(`screenshot: ${await screenshot(page, 'watch-seek-preview')}`);
+
+  // Dragging: the preview follows the thumb, and letting go seeks there.
+  await page.mouse.move(box.x + box.width * 0.2, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.85, box.y + box.height / 2, { steps: 5 });
+  assert.ok(await preview.isVisible(), 'the preview shows while dragging');
+  const dragged = Number(await preview.getAttribute('data-time'));
+  assert.ok(dragged > 4 && dragged <= 6, `dragged to ${dragged} s`);
+  assert.match(await page.locator('#seek-thumb').getAttribute('data-xywh'), /^(640|800),0,160,90$/);
+  await page.mouse.up();
+  await page.waitForFunction(() => document.querySelector('#player').currentTime > 4, null, { timeout: 10_000 });
+  await page.mouse.move(box.x + box.width / 2, box.y - 200);
+  await preview.waitFor({ state: 'hidden' });
+  assert.deepEqual([problems, failed], [[], []]);
+  await context.close();
+});
+
 test('a portrait video fills most of a phone’s width', { timeout: 60_000 }, async (t) => {
   const { context, page, problems } = await openPage(browser, { phone: true });
   await page.goto(`${edge.url}/watch/${portrait.id}`);

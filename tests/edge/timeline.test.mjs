@@ -6,6 +6,10 @@
 // without a declared length never became ready. Audio starting 2 s late and 20 s of audio over
 // 2 s of video played here even then (the issue saw a stall at 4 s for the first; the ladder
 // checks of the API specs catch both).
+//
+// The audio is one rendition of the master's EXT-X-MEDIA audio group, shared by video-only
+// rungs: each clip with audio shows hls.js one audio track that decodes, and a two-rung ladder
+// plays each rung, locked, with that sound.
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -37,26 +41,26 @@ const CODECS = ['-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'aac'];
 // Each clip, with the playback position hls.js must pass and the clip's length.
 const CLIPS = [
   {
-    name: 'late-audio.mp4', passes: 5, lasts: 6,
+    name: 'late-audio.mp4', passes: 5, lasts: 6, audio: true,
     args: [...L, 'testsrc2=size=320x240', '-itsoffset', '2', ...L, 'sine=duration=4', '-t', '6', ...CODECS],
   },
   {
-    name: 'short-audio.mp4', passes: 8, lasts: 12,
+    name: 'short-audio.mp4', passes: 8, lasts: 12, audio: true,
     args: [...L, 'testsrc2=size=320x240:duration=12', ...L, 'sine=duration=3', ...CODECS],
   },
   {
-    name: 'empty-audio.mp4', passes: 3, lasts: 5,
+    name: 'empty-audio.mp4', passes: 3, lasts: 5, audio: false,
     args: [...L, 'testsrc2=size=320x240', ...L, 'sine', '-filter_complex', '[1:a]atrim=end=0.0001[a]',
       '-map', '0:v', '-map', '[a]', '-t', '5', ...CODECS],
   },
   {
     // Length unknown: MediaRecorder-style WebM (the job used to fail "may be truncated").
-    name: 'recorded.webm', passes: 3.5, lasts: 5,
+    name: 'recorded.webm', passes: 3.5, lasts: 5, audio: true,
     args: [...L, 'testsrc2=size=320x240:rate=30', ...L, 'sine=sample_rate=48000', '-t', '5', '-c:v', 'libvpx',
       '-b:v', '1M', '-deadline', 'realtime', '-c:a', 'libopus', '-live', '1', '-f', 'webm'],
   },
   {
-    name: 'long-audio.mp4', passes: 8, lasts: 20,
+    name: 'long-audio.mp4', passes: 8, lasts: 20, audio: true,
     args: [...L, 'testsrc2=size=320x240:duration=2', ...L, 'sine=duration=20', ...CODECS],
   },
 ];
@@ -124,6 +128,7 @@ async function play(id, passes, deadlineMs) {
     return {
       played, currentTime: video.currentTime, ended: video.ended, duration: video.duration,
       buffered, errors, audioTracks: hls.audioTracks.length, levels: hls.levels.length,
+      audioBytes: video.webkitAudioDecodedByteCount,
     };
   }, { src: `/hls/${id}/master.m3u8`, passes, deadlineMs });
   await context.close();
@@ -145,5 +150,57 @@ for (const clip of CLIPS) {
     assert.ok(Math.abs(outcome.duration - clip.lasts) < 0.5, `the player sees ${outcome.duration} s`);
     assert.deepEqual(outcome.errors.filter((e) => e.startsWith('fatal')), []);
     assert.deepEqual(outcome.problems, []);
+    // The audio is one rendition of the master's audio group, and it plays.
+    assert.equal(outcome.audioTracks, clip.audio ? 1 : 0, 'audio renditions');
+    if (clip.audio) assert.ok(outcome.audioBytes > 0, 'audio was decoded');
   });
 }
+
+test('hls.js plays every rung of a ladder with the one audio rendition', { timeout: 120_000 }, async (t) => {
+  const file = ffmpeg('two-rungs.mp4', [...L, 'testsrc2=size=640x360:rate=30:duration=6', ...L, 'sine=duration=6', ...CODECS]);
+  const video = await waitForStatus(reel.url, await upload(reel.url, file), 90_000);
+  assert.equal(video.status, 'ready', JSON.stringify(video.error));
+  assert.equal(video.renditions.length, 2);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${edge.url}/`, { waitUntil: 'load' });
+  if (!(await page.evaluate(() => Boolean(window.Hls)))) await page.addScriptTag({ url: '/vendor/hls.min.js' });
+  const rungs = await page.evaluate(async (src) => {
+    const out = [];
+    for (let level = 0; level < 2; level += 1) {
+      const media = document.createElement('video');
+      media.muted = true;
+      document.body.append(media);
+      const hls = new window.Hls({ startLevel: level, capLevelToPlayerSize: false });
+      const errors = [];
+      hls.on(window.Hls.Events.ERROR, (_, data) => errors.push(`${data.fatal ? 'fatal ' : ''}${data.details}`));
+      hls.loadSource(src);
+      hls.attachMedia(media);
+      await new Promise((resolve) => hls.on(window.Hls.Events.MANIFEST_PARSED, resolve));
+      hls.currentLevel = level; // no automatic switching
+      const played = await media.play().then(() => 'playing', (err) => err.message);
+      const started = performance.now();
+      while (media.currentTime < 2 && performance.now() - started < 15_000) await new Promise((r) => setTimeout(r, 100));
+      out.push({
+        level, played, currentTime: media.currentTime, height: media.videoHeight, levelHeight: hls.levels[level].height,
+        audioTracks: hls.audioTracks.length, audioBytes: media.webkitAudioDecodedByteCount,
+        audioCodec: hls.levels[level].audioCodec, errors,
+      });
+      hls.destroy();
+      media.remove();
+    }
+    return out;
+  }, `/hls/${video.id}/master.m3u8`);
+  await context.close();
+  t.diagnostic(JSON.stringify(rungs));
+  for (const rung of rungs) {
+    assert.equal(rung.played, 'playing');
+    assert.ok(rung.currentTime >= 2, `level ${rung.level} stopped at ${rung.currentTime}`);
+    assert.equal(rung.height, rung.levelHeight, `level ${rung.level} is on screen`);
+    assert.equal(rung.audioTracks, 1);
+    assert.match(rung.audioCodec || '', /^mp4a\.40\.2$/);
+    assert.ok(rung.audioBytes > 0, `level ${rung.level} plays with sound`);
+    assert.deepEqual(rung.errors.filter((e) => e.startsWith('fatal')), []);
+  }
+  assert.deepEqual(rungs.map((r) => r.height), [240, 360]);
+});

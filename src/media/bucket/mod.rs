@@ -7,13 +7,15 @@
 //! crashed uploads left is found and aborted by [`stale`].
 
 mod config;
+mod inventory;
 mod ladder;
+mod seen;
 pub mod sink;
 mod stale;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
@@ -27,18 +29,11 @@ use tokio::io::AsyncWriteExt;
 pub use config::{BucketConfig, parse_storage_url};
 
 use super::{
-    ByteStream, Fence, Inventory, LadderState, MASTER, MediaError, MediaStore, ObjectHead,
+    ByteStream, Fence, Inventory, LocalSource, MASTER, MediaError, MediaStore, ObjectHead,
     PRIVATE_MARKER, Staging, WorkDir,
 };
 use crate::domain::VideoId;
 use sink::BucketSink;
-
-/// How long a privacy answer is reused (each `/hls/` request asks it).
-const PRIVACY_TTL: Duration = Duration::from_secs(2);
-/// Privacy answers kept at most.
-const PRIVACY_CACHE: usize = 10_000;
-/// Ladders listed at once during an inventory.
-const LIST_CONCURRENCY: usize = 8;
 
 /// Maps an object_store error: passing failures (network, time-outs, 5xx) are retryable.
 pub(crate) fn mapped(what: &str, source: object_store::Error) -> MediaError {
@@ -60,7 +55,7 @@ pub struct BucketStore {
     prefix: String,
     bucket: String,
     timeout: Duration,
-    privacy: Mutex<std::collections::HashMap<VideoId, (bool, Instant)>>,
+    seen: seen::Seen,
 }
 
 impl BucketStore {
@@ -75,7 +70,7 @@ impl BucketStore {
             prefix: config.prefix.clone(),
             bucket: config.bucket.clone(),
             timeout: config.timeout,
-            privacy: Mutex::new(Default::default()),
+            seen: seen::Seen::default(),
         })
     }
 
@@ -178,40 +173,17 @@ impl BucketStore {
         Ok(stream.boxed())
     }
 
-    fn remember_privacy(&self, id: VideoId, private: bool) {
-        if let Ok(mut cache) = self.privacy.lock() {
-            if cache.len() >= PRIVACY_CACHE {
-                cache.clear();
-            }
-            cache.insert(id, (private, Instant::now()));
+    /// Whether the ladder of `id` is published (its master is there): files staged for a
+    /// commit that has not happened are not served.
+    async fn is_published(&self, id: VideoId) -> Result<bool, MediaError> {
+        if self.seen.published(id) {
+            return Ok(true);
         }
-    }
-
-    /// Top-level objects of a ladder: published, private, newest.
-    async fn ladder_state(&self, id: VideoId) -> Result<LadderState, MediaError> {
-        let prefix = self.key(&format!("hls/{id}"));
-        let listed = self
-            .store
-            .list_with_delimiter(Some(&prefix))
-            .await
-            .map_err(|e| mapped(prefix.as_ref(), e))?;
-        let mut state = LadderState {
-            age: Duration::MAX,
-            ..Default::default()
-        };
-        for object in listed.objects {
-            match object.location.filename() {
-                Some(MASTER) => state.published = true,
-                Some(PRIVATE_MARKER) => state.private = true,
-                _ => {}
-            }
-            let age = age_of(object.last_modified);
-            state.age = state.age.min(age);
+        let published = self.head(&self.ladder_key(id, MASTER)).await?.is_some();
+        if published {
+            self.seen.remember_published(id);
         }
-        if state.age == Duration::MAX {
-            state.age = Duration::ZERO;
-        }
-        Ok(state)
+        Ok(published)
     }
 }
 
@@ -300,12 +272,13 @@ impl MediaStore for BucketStore {
         self.read(self.source_key(id), start, len).await
     }
 
-    async fn fetch_source(&self, id: VideoId, workdir: &Path) -> Result<PathBuf, MediaError> {
+    async fn fetch_source(&self, id: VideoId) -> Result<LocalSource, MediaError> {
         let head = self.source_head(id).await?.ok_or_else(|| MediaError::Io {
             path: PathBuf::from(format!("sources/{id}")),
             source: std::io::ErrorKind::NotFound.into(),
         })?;
-        let target = workdir.join("source");
+        let workdir = self.work.job_workdir(id)?;
+        let target = workdir.path().join("source");
         let mut file = tokio::fs::File::create(&target)
             .await
             .map_err(MediaError::io(&target))?;
@@ -316,7 +289,7 @@ impl MediaStore for BucketStore {
                 .map_err(MediaError::io(&target))?;
         }
         file.flush().await.map_err(MediaError::io(&target))?;
-        Ok(target)
+        Ok(LocalSource::copied(target, workdir))
     }
 
     async fn stage_ladder(
@@ -341,16 +314,20 @@ impl MediaStore for BucketStore {
             self.delete(&marker).await?;
         }
         ladder::put_file(self, &dir.join(MASTER), self.ladder_key(id, MASTER)).await?;
-        self.remember_privacy(id, private);
+        self.seen.remember_private(id, private);
         Ok(())
     }
 
     async fn uncommit_ladder(&self, id: VideoId, _dir: &Path) -> Result<(), MediaError> {
         // The rest stays invisible without its master; the next attempt overwrites it.
+        self.seen.forget(id);
         self.delete(&self.ladder_key(id, MASTER)).await
     }
 
     async fn ladder_head(&self, id: VideoId, rel: &str) -> Result<Option<ObjectHead>, MediaError> {
+        if rel != MASTER && !self.is_published(id).await? {
+            return Ok(None);
+        }
         self.head(&self.ladder_key(id, rel)).await
     }
 
@@ -374,29 +351,24 @@ impl MediaStore for BucketStore {
         } else {
             self.delete(&marker).await?;
         }
-        self.remember_privacy(id, private);
+        self.seen.remember_private(id, private);
         Ok(())
     }
 
     async fn is_private(&self, id: VideoId) -> Result<bool, MediaError> {
-        let cached = self.privacy.lock().ok().and_then(|cache| {
-            cache
-                .get(&id)
-                .filter(|(_, at)| at.elapsed() < PRIVACY_TTL)
-                .map(|(private, _)| *private)
-        });
-        if let Some(private) = cached {
+        if let Some(private) = self.seen.private(id) {
             return Ok(private);
         }
         let private = self
             .head(&self.ladder_key(id, PRIVATE_MARKER))
             .await?
             .is_some();
-        self.remember_privacy(id, private);
+        self.seen.remember_private(id, private);
         Ok(private)
     }
 
     async fn remove_outputs(&self, id: VideoId) -> Result<(), MediaError> {
+        self.seen.forget(id);
         self.delete_below(&self.key(&format!("hls/{id}/"))).await?;
         let work = self.work.clone();
         tokio::task::spawn_blocking(move || work.remove_job_workdirs(id))
@@ -410,34 +382,7 @@ impl MediaStore for BucketStore {
     }
 
     async fn inventory(&self) -> Result<Inventory, MediaError> {
-        let mut inventory = Inventory::default();
-        let sources = self.key("sources");
-        let mut listed = self.store.list(Some(&sources));
-        while let Some(object) = listed.next().await {
-            let object = object.map_err(|e| mapped(sources.as_ref(), e))?;
-            if let Some(id) = object.location.filename().and_then(|n| n.parse().ok()) {
-                inventory.sources.insert(id, age_of(object.last_modified));
-            }
-        }
-        let hls = self.key("hls");
-        let ids: Vec<VideoId> = self
-            .store
-            .list_with_delimiter(Some(&hls))
-            .await
-            .map_err(|e| mapped(hls.as_ref(), e))?
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().and_then(|n| n.parse().ok()))
-            .collect();
-        let states: Vec<_> = futures_util::stream::iter(ids)
-            .map(|id| async move { (id, self.ladder_state(id).await) })
-            .buffer_unordered(LIST_CONCURRENCY)
-            .collect()
-            .await;
-        for (id, state) in states {
-            inventory.ladders.insert(id, state?);
-        }
-        Ok(inventory)
+        inventory::inventory(self).await
     }
 
     fn presign(&self, id: VideoId, rel: Option<&str>, ttl: Duration) -> Option<String> {

@@ -62,6 +62,8 @@ pub struct Append {
     pub checksum: Option<Checksum>,
     /// `Content-Length`, when sent: checked against the upload's length before reading.
     pub declared: Option<u64>,
+    /// The client's country (`crate::geo`): the request that completes an upload files it.
+    pub country: Option<String>,
 }
 
 /// An upload as a client sees it.

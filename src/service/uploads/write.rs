@@ -97,7 +97,9 @@ impl Service {
         let Some(container) = appended.container else {
             return Err(UploadError::NotAVideo.into());
         };
-        let video = self.file_complete(caller, upload, lock, container).await?;
+        let video = self
+            .file_complete(caller, upload, lock, container, append.country)
+            .await?;
         self.status_now(upload, upload.length, Some(video.id)).await
     }
 
@@ -224,6 +226,7 @@ impl Service {
         upload: &Upload,
         lock: &UploadLock,
         container: upload::sniff::Container,
+        country: Option<String>,
     ) -> Result<Video> {
         let age = Millis::now().0.saturating_sub(upload.created_at.0);
         let started = Instant::now()
@@ -238,7 +241,7 @@ impl Service {
             started,
             protocol: "tus",
             user_agent: upload.user_agent.clone(),
-            country: None,
+            country,
         };
         self.admit_upload(caller, &meta).await?;
         let name = upload.id.to_string();

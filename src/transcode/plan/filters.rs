@@ -42,23 +42,41 @@ fn pictures(plan: &EncodePlan, timeline: bool) -> Vec<String> {
     chain
 }
 
-/// The whole graph: video split into `[v0]…` (lowest rung first), audio into `[a0]…`.
+/// The swscale algorithm of every rung (see BENCHMARKS.md, "Faster than real time").
+pub const SCALER: &str = "bicubic";
+
+/// Output label of the storyboard's sheets in the graph.
+pub const STORYBOARD_LABEL: &str = "board";
+
+/// The whole graph: rungs `[v0]…` (lowest first) scaled in cascade, each from the rung above
+/// (the top one from the source), the storyboard's sheets `[board]` from a branch of the
+/// lowest rung, and the audio once as `[a0]`.
+///
+/// Scaling each rung from the one above costs a fraction of scaling every rung from the full
+/// picture, and the downscale steps stay at or below 1.5× (1080→720→480→360→240).
 pub fn ladder_graph(plan: &EncodePlan) -> String {
     let n = plan.rungs.len();
     let mut video = pictures(plan, true);
     video.push("tpad=stop=-1:stop_mode=clone".into());
     video.push(format!("trim=end={}", secs(plan.duration)));
-    video.push(format!("split={n}"));
-    let mut graph = format!("[0:v:{}]{}", plan.video_index, video.join(","));
-    for i in 0..n {
-        graph.push_str(&format!("[s{i}]"));
-    }
-    for (i, rung) in plan.rungs.iter().enumerate() {
+    let top = n.saturating_sub(1);
+    let mut graph = format!("[0:v:{}]{}[s{top}]", plan.video_index, video.join(","));
+    for (i, rung) in plan.rungs.iter().enumerate().rev() {
+        // Every rung feeds its encoder and the next one down; the lowest feeds the storyboard.
+        let next = if i == 0 {
+            "sb".to_owned()
+        } else {
+            format!("s{}", i - 1)
+        };
         graph.push_str(&format!(
-            ";[s{i}]scale={}:{}:flags=bicubic,setsar=1,format=yuv420p[v{i}]",
+            ";[s{i}]scale={}:{}:flags={SCALER},setsar=1,format=yuv420p,split=2[v{i}][{next}]",
             rung.width, rung.height
         ));
     }
+    graph.push_str(&format!(
+        ";[sb]{}[{STORYBOARD_LABEL}]",
+        plan.storyboard.filters(SCALER)
+    ));
     if let Some(audio) = plan.audio {
         let mut chain = Vec::new();
         if plan.offset > 0.0005 {
@@ -77,11 +95,7 @@ pub fn ladder_graph(plan: &EncodePlan) -> String {
         ));
         chain.push("apad".into());
         chain.push(format!("atrim=end={}", secs(plan.duration)));
-        chain.push(format!("asplit={n}"));
-        graph.push_str(&format!(";[0:a:{}]{}", audio.index, chain.join(",")));
-        for i in 0..n {
-            graph.push_str(&format!("[a{i}]"));
-        }
+        graph.push_str(&format!(";[0:a:{}]{}[a0]", audio.index, chain.join(",")));
     }
     graph
 }
@@ -98,7 +112,7 @@ pub fn poster_filters(plan: &EncodePlan, width: u32, height: u32) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::AudioPlan;
+    use super::super::{AudioPlan, storyboard};
     use super::*;
     use crate::transcode::ladder::PlannedRung;
     use crate::transcode::probe::Rational;
@@ -139,6 +153,15 @@ mod tests {
             pictures: (0.0, 6.0),
             segment_seconds: 4,
             preset: "veryfast".into(),
+            storyboard: storyboard::plan(
+                6.0,
+                Rational {
+                    num: 30000,
+                    den: 1001,
+                },
+                426,
+                240,
+            ),
         }
     }
 
@@ -148,16 +171,31 @@ mod tests {
         assert!(
             graph.starts_with(
                 "[0:v:0]fps=30000/1001:start_time=0,tpad=stop=-1:stop_mode=clone,\
-                 trim=end=6.000000,split=2[s0][s1];"
+                 trim=end=6.000000[s1];"
             ),
             "{graph}"
         );
-        assert!(graph.contains("[s1]scale=640:360:flags=bicubic,setsar=1,format=yuv420p[v1]"));
         assert!(
             graph.ends_with(
                 ";[0:a:0]aresample=48000:async=1:first_pts=0:ochl=stereo,apad,\
-                 atrim=end=6.000000,asplit=2[a0][a1]"
+                 atrim=end=6.000000[a0]"
             ),
+            "{graph}"
+        );
+    }
+
+    #[test]
+    fn each_rung_is_scaled_from_the_one_above_and_the_storyboard_from_the_lowest() {
+        let graph = ladder_graph(&plan(true));
+        let top = graph
+            .find("[s1]scale=640:360:flags=bicubic,setsar=1,format=yuv420p,split=2[v1][s0]")
+            .expect(&graph);
+        let low = graph
+            .find("[s0]scale=426:240:flags=bicubic,setsar=1,format=yuv420p,split=2[v0][sb]")
+            .expect(&graph);
+        assert!(top < low, "{graph}");
+        assert!(
+            graph.contains(";[sb]select=not(mod(n\\,30)),scale=160:90:flags=bicubic,setsar=1,format=yuvj420p,tile=6x1[board]"),
             "{graph}"
         );
     }

@@ -4,16 +4,24 @@
 //! - pictures made progressive (`bwdif`, before any scaling) and BT.709 ([`colour`]);
 //! - one timeline for every rung: from the earliest start to the latest end of the video and the
 //!   audio, the shorter one padded (held frames, silence), holes filled ([`filters`]);
-//! - audio as AAC-LC, 48 kHz (44.1 kHz kept), mono or stereo (5.1 and wider downmixed).
+//! - audio as AAC-LC, 48 kHz (44.1 kHz kept), mono or stereo (5.1 and wider downmixed), encoded
+//!   once for every rung (one `EXT-X-MEDIA` audio rendition, RFC 8216 §4.3.4.1);
+//! - a storyboard of thumbnails from the same decode ([`storyboard`]).
 
 pub mod colour;
 pub mod filters;
+pub mod storyboard;
 
 use std::path::PathBuf;
 
 use super::Settings;
 use super::ladder::{self, PlannedRung};
 use super::probe::{FieldOrder, Probe, Rational};
+
+/// `GROUP-ID` of the audio rendition every rung names (RFC 8216 §4.3.4.1), and the folder and
+/// name of that rendition inside the ladder.
+pub const AUDIO_GROUP: &str = "audio";
+pub const AUDIO_RENDITION: &str = "audio";
 
 /// Everything needed to write the ladder of one source.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +45,8 @@ pub struct EncodePlan {
     pub pictures: (f64, f64),
     pub segment_seconds: u32,
     pub preset: String,
+    /// Thumbnail sheets, from a branch of the lowest rung.
+    pub storyboard: storyboard::Storyboard,
 }
 
 /// The audio of every rung.
@@ -81,11 +91,17 @@ pub fn build(probe: &Probe, settings: &Settings, source: PathBuf, out_dir: PathB
             channels,
         }
     });
+    let rungs = ladder::plan(width, height, &settings.ladder);
+    let frame_rate = output_frame_rate(probe);
+    let (low_w, low_h) = rungs
+        .first()
+        .map_or((width, height), |r| (r.width, r.height));
     EncodePlan {
         source,
         out_dir,
-        rungs: ladder::plan(width, height, &settings.ladder),
-        frame_rate: output_frame_rate(probe),
+        storyboard: storyboard::plan(probe.duration, frame_rate, low_w, low_h),
+        rungs,
+        frame_rate,
         video_index: probe.video.index,
         field_order: probe.video.field_order,
         colour: colour::to_bt709(&probe.video),
@@ -129,6 +145,7 @@ mod tests {
             },
             min_free_bytes: 0,
             lease: std::time::Duration::from_secs(60),
+            properties: Default::default(),
         }
     }
 

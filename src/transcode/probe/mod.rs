@@ -188,6 +188,9 @@ pub struct Probe {
     pub video_stream_count: usize,
     pub stream_count: usize,
     pub timeline: Timeline,
+    /// ffprobe's own JSON (`-show_format -show_streams`), for properties (`probe` in their
+    /// document); set by [`probe`], `None` straight after [`parse`].
+    pub document: Option<serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +240,7 @@ pub async fn probe(
     let json = packets::describe(tools.ffprobe, path, timeout).await?;
     let mut probe = parse(&json)?;
     limits.check(&probe).map_err(ProbeError::Limit)?;
+    probe.document = serde_json::from_slice(&json).ok();
     let mut streams = vec![probe.video.stream_index];
     streams.extend(probe.audio.as_ref().map(|a| a.stream_index));
     let ends = packets::ends(tools.ffprobe, path, &probe, &streams, timeout).await?;

@@ -209,6 +209,7 @@ pub fn parse(json: &[u8]) -> Result<Probe, ProbeError> {
         video_stream_count: videos.len(),
         stream_count: raw.streams.len(),
         timeline: Timeline::default(),
+        document: None,
     })
 }
 

@@ -60,8 +60,6 @@ fn bad_metadata_is_refused() {
         format!("title {},title {}", b64("a"), b64("b")),
         format!("title {} extra", b64("a")),
         format!("visibility {}", b64("secret")),
-        format!("metadata {}", b64("[1,2]")),
-        format!("metadata {}", b64("{not json")),
         format!(
             "title {}",
             base64::engine::general_purpose::STANDARD.encode([0xff, 0xfe])
@@ -71,6 +69,20 @@ fn bad_metadata_is_refused() {
     ] {
         assert!(
             matches!(parse_metadata(&bad), Err(TusError::InvalidHeader { .. })),
+            "{bad:?}"
+        );
+    }
+    // Client metadata follows the one rule of every upload (see `properties::metadata`).
+    for bad in [
+        b64("[1,2]"),
+        b64("{not json"),
+        b64(&format!("{{\"a\":\"{}\"}}", "x".repeat(16_400))),
+    ] {
+        assert!(
+            matches!(
+                parse_metadata(&format!("metadata {bad}")),
+                Err(TusError::Upload(crate::upload::UploadError::Metadata(_)))
+            ),
             "{bad:?}"
         );
     }

@@ -1,5 +1,7 @@
-// Every call to reel's API goes through here: one place for headers (a sign-in token
-// later) and one translation of errors into plain words.
+// Every call to reel's API goes through here: one place for headers (the sign-in token) and
+// one translation of errors into plain words.
+
+import { authHeaders, signInNeeded } from './session.js';
 
 export const API = '/api/v1/videos';
 export const TERMINAL = new Set(['ready', 'failed', 'canceled']);
@@ -42,6 +44,9 @@ export function errorFrom(status, bodyText, retryAfter) {
       return say('This doesn’t look like a video file reel can read. Try an MP4, MOV, MKV or WebM file.');
     case 'insufficient_storage': return say('The server’s disk is full, so it can’t take new videos right now.');
     case 'empty_body': return say('The file is empty. Please choose another one.');
+    case 'unauthorized': return say('Please sign in to see and upload your videos.');
+    case 'invalid_token': return say('Your sign-in has expired or is not valid. Please sign in again.');
+    case 'forbidden': return say('Your account may not do this.');
     case 'queue_full': {
       const secs = retryAfterSeconds(retryAfter);
       return say(`The server is busy right now. Please try again ${secs ? `in ${secs} s` : 'in a moment'}.`);
@@ -54,7 +59,7 @@ export function errorFrom(status, bodyText, retryAfter) {
 }
 
 async function call(url, { method = 'GET', body, okStatuses = [] } = {}) {
-  const headers = { Accept: 'application/json' };
+  const headers = { Accept: 'application/json', ...authHeaders() };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let res;
   try {
@@ -62,6 +67,7 @@ async function call(url, { method = 'GET', body, okStatuses = [] } = {}) {
   } catch {
     throw new ApiError(CONNECTION_LOST);
   }
+  if (res.status === 401) signInNeeded();
   if (!res.ok && !okStatuses.includes(res.status)) {
     throw errorFrom(res.status, await res.text(), res.headers.get('Retry-After'));
   }

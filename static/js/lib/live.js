@@ -4,6 +4,7 @@
 // six HTTP/1.1 connections per origin, and the page still needs some for the API and the
 // player. Videos past that are polled. (A single change feed will replace this later.)
 
+import { withToken } from './session.js';
 import { getVideo, TERMINAL } from './api.js';
 import { jobOf } from './format.js';
 
@@ -60,7 +61,7 @@ export function follow(video, { onUpdate, onEnd }) {
     }
     streams++;
     holdsSlot = true;
-    es = new EventSource(video.links.events);
+    es = new EventSource(withToken(video.links.events));
     const mine = es;
     const on = (name, handler) => mine.addEventListener(name, (e) => {
       if (es !== mine) return; // a late event from a stream already left

@@ -3,6 +3,7 @@
 // reload or a closed tab resumes where it stopped when the same file is chosen again. Without
 // it, the file goes as one raw POST, as before.
 
+import { authHeaders } from './session.js';
 import { API, ApiError, CONNECTION_LOST, errorFrom } from './api.js';
 
 const UPLOADS = '/api/v1/uploads';
@@ -70,6 +71,7 @@ function tusUpload(tus, file, { title, onProgress, onSent, onDone, onFail, onCan
   const upload = new tus.Upload(file, {
     endpoint: new URL(UPLOADS, window.location.href).href,
     retryDelays: RETRY_DELAYS,
+    headers: authHeaders(),
     removeFingerprintOnSuccess: true,
     metadata: {
       filename: file.name,
@@ -123,7 +125,7 @@ function tusUpload(tus, file, { title, onProgress, onSent, onDone, onFail, onCan
       try {
         res = await fetch(upload.url, {
           method: 'PATCH',
-          headers: { 'Tus-Resumable': '1.0.0', 'Upload-Offset': String(file.size), 'Content-Type': 'application/offset+octet-stream' },
+          headers: { ...authHeaders(), 'Tus-Resumable': '1.0.0', 'Upload-Offset': String(file.size), 'Content-Type': 'application/offset+octet-stream' },
         });
       } catch {
         onRetry('Connection lost', 3000);
@@ -143,7 +145,7 @@ function tusUpload(tus, file, { title, onProgress, onSent, onDone, onFail, onCan
     if (ended) return undefined;
     if (!video) return fail(new ApiError('The server did not say which video this became. Please check your videos.'));
     try {
-      const res = await fetch(video, { headers: { Accept: 'application/json' } });
+      const res = await fetch(video, { headers: { ...authHeaders(), Accept: 'application/json' } });
       if (!res.ok) return fail(errorFrom(res.status, await res.text(), null));
       return done(await res.json());
     } catch {
@@ -187,7 +189,7 @@ export async function forgetUpload({ url, key }) {
   const tus = await loadTus();
   if (tus) await tus.defaultOptions.urlStorage.removeUpload(key);
   try {
-    await fetch(url, { method: 'DELETE', headers: { 'Tus-Resumable': '1.0.0' } });
+    await fetch(url, { method: 'DELETE', headers: { ...authHeaders(), 'Tus-Resumable': '1.0.0' } });
   } catch { /* it expires on the server anyway */ }
 }
 
@@ -199,6 +201,7 @@ function rawUpload(file, { title, onProgress, onSent, onDone, onFail, onCancel }
   xhr.setRequestHeader('Accept', 'application/json');
   xhr.setRequestHeader('X-Filename', encodeURIComponent(file.name));
   if (title) xhr.setRequestHeader('X-Title', encodeURIComponent(title));
+  for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
 
   xhr.upload.addEventListener('progress', (e) => onProgress(e.loaded, e.lengthComputable ? e.total : file.size));
   xhr.upload.addEventListener('load', () => onSent());

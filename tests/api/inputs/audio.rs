@@ -30,7 +30,7 @@ async fn audio_becomes_aac_lc_at_48_khz_in_mono_or_stereo() {
     }
 }
 
-/// RMS level in dBFS of each channel of a stereo playlist's audio between `from` and `to` s.
+/// RMS level in dBFS of each channel of a stereo audio playlist between `from` and `to` s.
 fn levels(playlist: &Path, from: f64, to: f64) -> (f64, f64) {
     let output = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
@@ -67,13 +67,14 @@ async fn surround_is_downmixed_with_the_centre_in_both_sides_and_surrounds_on_th
         (Some("48000"), Some(2))
     );
     // 0-1 s: a tone in the centre only.
-    let (left, right) = levels(&rung.playlist, 0.2, 0.8);
+    let audio_playlist = rung.audio_playlist.as_ref().expect("the audio rendition");
+    let (left, right) = levels(audio_playlist, 0.2, 0.8);
     assert!(
         left > -30.0 && (left - right).abs() < 1.0,
         "centre: L {left:.1} dB, R {right:.1} dB"
     );
     // 1-2 s: a tone in the left surround only.
-    let (left, right) = levels(&rung.playlist, 1.2, 1.8);
+    let (left, right) = levels(audio_playlist, 1.2, 1.8);
     assert!(
         left > -30.0 && right < left - 30.0,
         "left surround: L {left:.1} dB, R {right:.1} dB"

@@ -1,0 +1,323 @@
+//! Storyboards: thumbnails of the whole timeline on a few JPEG sprite sheets, and a WebVTT track
+//! whose cues point into them with media fragments (`sprite_0.jpg#xywh=x,y,w,h`, W3C Media
+//! Fragments URI 1.0 §4.2.1), the form players read for seek-bar previews. Pure: the sheets come
+//! from a branch of the ladder's one decode (see `filters`); [`cues`] and [`vtt`] describe
+//! what ffmpeg wrote.
+
+use std::fmt::Write as _;
+
+use crate::transcode::probe::Rational;
+
+/// Folder of the sheets inside the ladder, and the track beside it.
+pub const DIR: &str = "storyboard";
+pub const TRACK: &str = "storyboard.vtt";
+/// The longer side of a thumbnail, pixels.
+const LONG_SIDE: u32 = 160;
+/// Thumbnails per sheet row, and rows per sheet at most: a sheet is at most 10 × 10 thumbnails.
+const COLUMNS: u32 = 10;
+const ROWS: u32 = 10;
+/// At most this many thumbnails (two full sheets): the interval grows with the duration.
+const MAX_THUMBNAILS: f64 = 200.0;
+/// Seconds between thumbnails: the first that keeps a video under [`MAX_THUMBNAILS`].
+const STEPS: [f64; 12] = [
+    1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// The storyboard of one encode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Storyboard {
+    /// Output frames from one thumbnail to the next (the first is frame 0).
+    pub every: u32,
+    /// Output frame rate, frames per second.
+    pub frame_rate: f64,
+    /// Seconds the output lasts.
+    pub duration: f64,
+    /// One thumbnail, pixels (even).
+    pub width: u32,
+    pub height: u32,
+    /// Grid of one sheet (every sheet has this size; the last may have blank cells).
+    pub columns: u32,
+    pub rows: u32,
+    /// Thumbnails expected: one per `every` frames of the output.
+    pub count: u32,
+}
+
+/// One cue: `[start, end)` seconds shows `sheet`'s cell at `x`,`y` (pixels from top left).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cue {
+    pub start: f64,
+    pub end: f64,
+    pub sheet: u32,
+    pub x: u32,
+    pub y: u32,
+}
+
+/// Plans the storyboard of an output of `duration` seconds at `frame_rate`, whose pictures are
+/// `width`×`height` (the lowest rung, which the thumbnails are scaled from).
+pub fn plan(duration: f64, frame_rate: Rational, width: u32, height: u32) -> Storyboard {
+    let rate = frame_rate.as_f64().max(1.0);
+    let interval = STEPS
+        .iter()
+        .copied()
+        .find(|step| duration / step <= MAX_THUMBNAILS)
+        .unwrap_or(duration / MAX_THUMBNAILS);
+    let every = ((interval * rate).round() as u32).max(1);
+    // The graph keeps frames whose time is before `duration` (`trim=end`).
+    let frames = ((duration * rate - 1e-3).ceil() as u32).max(1);
+    let count = frames.div_ceil(every);
+    let (long, short) = (width.max(height).max(2), width.min(height).max(2));
+    let long_side = LONG_SIDE.min(long) & !1;
+    let short_side =
+        ((f64::from(long_side) * f64::from(short) / f64::from(long) / 2.0).round() as u32 * 2)
+            .max(2);
+    let (tile_w, tile_h) = if width >= height {
+        (long_side, short_side)
+    } else {
+        (short_side, long_side)
+    };
+    let columns = count.clamp(1, COLUMNS);
+    let rows = count.div_ceil(columns).clamp(1, ROWS);
+    Storyboard {
+        every,
+        frame_rate: rate,
+        duration,
+        width: tile_w,
+        height: tile_h,
+        columns,
+        rows,
+        count,
+    }
+}
+
+impl Storyboard {
+    /// Thumbnails on one sheet.
+    pub fn per_sheet(&self) -> u32 {
+        self.columns * self.rows
+    }
+
+    /// Sheets ffmpeg writes for [`Storyboard::count`] thumbnails.
+    pub fn sheets(&self) -> u32 {
+        self.count.div_ceil(self.per_sheet())
+    }
+
+    /// A sheet's size in pixels.
+    pub fn sheet_size(&self) -> (u32, u32) {
+        (self.columns * self.width, self.rows * self.height)
+    }
+
+    /// The file name of sheet `n` inside [`DIR`].
+    pub fn sheet_name(n: u32) -> String {
+        format!("sprite_{n}.jpg")
+    }
+
+    /// The filters after the branch: keep every `every`-th frame, scale, tile into sheets.
+    pub fn filters(&self, scaler: &str) -> String {
+        format!(
+            "select=not(mod(n\\,{every})),scale={w}:{h}:flags={scaler},setsar=1,\
+             format=yuvj420p,tile={c}x{r}",
+            every = self.every,
+            w = self.width,
+            h = self.height,
+            c = self.columns,
+            r = self.rows,
+        )
+    }
+}
+
+/// Cues covering `[0, duration)` with no gap, one per thumbnail on the first `sheets` sheets
+/// (those written; normally [`Storyboard::sheets`]); the last cue runs to the end. A last
+/// thumbnail that would show for less than half an interval (the tail of a stream a few
+/// milliseconds longer than the other) is left out, its time given to the one before.
+pub fn cues(board: &Storyboard, sheets: u32) -> Vec<Cue> {
+    let step = f64::from(board.every) / board.frame_rate;
+    let mut available = board.count.min(sheets * board.per_sheet());
+    if available > 1 && board.duration - f64::from(available - 1) * step < step / 2.0 {
+        available -= 1;
+    }
+    (0..available)
+        .map(|j| {
+            let cell = j % board.per_sheet();
+            let last = j + 1 == available;
+            Cue {
+                start: f64::from(j) * step,
+                end: if last {
+                    board.duration
+                } else {
+                    f64::from(j + 1) * step
+                },
+                sheet: j / board.per_sheet(),
+                x: (cell % board.columns) * board.width,
+                y: (cell / board.columns) * board.height,
+            }
+        })
+        .collect()
+}
+
+/// A WebVTT timestamp (`hh:mm:ss.ttt`, W3C WebVTT §4.5), rounded to the millisecond.
+fn timestamp(seconds: f64) -> String {
+    let ms = (seconds.max(0.0) * 1000.0).round() as u64;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+/// The WebVTT track: one cue per thumbnail, its text the sheet's URL relative to the track
+/// with the cell as an `#xywh=` fragment. Cue times are rounded to the millisecond, so
+/// consecutive cues share their boundary exactly.
+pub fn vtt(board: &Storyboard, cues: &[Cue]) -> String {
+    let mut out = String::from("WEBVTT\n");
+    for cue in cues {
+        let _ = write!(
+            out,
+            "\n{} --> {}\n{DIR}/{}#xywh={},{},{},{}\n",
+            timestamp(cue.start),
+            timestamp(cue.end),
+            Storyboard::sheet_name(cue.sheet),
+            cue.x,
+            cue.y,
+            board.width,
+            board.height
+        );
+    }
+    out
+}
+
+/// Width and height of a baseline or progressive JPEG, from its first SOF marker.
+pub fn jpeg_size(data: &[u8]) -> Option<(u32, u32)> {
+    if data.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut pos = 2;
+    loop {
+        // Markers may be padded with 0xFF bytes.
+        while *data.get(pos)? == 0xFF && *data.get(pos + 1)? == 0xFF {
+            pos += 1;
+        }
+        if *data.get(pos)? != 0xFF {
+            return None;
+        }
+        let marker = *data.get(pos + 1)?;
+        let length = usize::from(u16::from_be_bytes([
+            *data.get(pos + 2)?,
+            *data.get(pos + 3)?,
+        ]));
+        // SOF0-SOF15 except DHT (C4), JPG (C8) and DAC (CC).
+        if (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker) {
+            let height = u16::from_be_bytes([*data.get(pos + 5)?, *data.get(pos + 6)?]);
+            let width = u16::from_be_bytes([*data.get(pos + 7)?, *data.get(pos + 8)?]);
+            return Some((u32::from(width), u32::from(height)));
+        }
+        pos += 2 + length;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: Rational = Rational { num: 30, den: 1 };
+
+    #[test]
+    fn the_interval_grows_with_the_duration_and_sheets_stay_small() {
+        let short = plan(6.0, RATE, 426, 240);
+        assert_eq!(
+            (short.every, short.count, short.columns, short.rows),
+            (30, 6, 6, 1)
+        );
+        assert_eq!((short.width, short.height), (160, 90));
+        let ten_minutes = plan(600.0, RATE, 426, 240);
+        assert_eq!((ten_minutes.every, ten_minutes.count), (90, 200));
+        assert_eq!(ten_minutes.sheets(), 2);
+        assert_eq!(ten_minutes.sheet_size(), (1600, 900));
+        let three_hours = plan(3.0 * 3600.0, RATE, 426, 240);
+        assert_eq!((three_hours.every, three_hours.count), (1800, 180));
+        let portrait = plan(4.0, RATE, 240, 426);
+        assert_eq!((portrait.width, portrait.height), (90, 160));
+        let tiny = plan(0.2, RATE, 120, 90);
+        assert_eq!((tiny.count, tiny.width, tiny.height), (1, 120, 90));
+    }
+
+    #[test]
+    fn cues_cover_the_whole_duration_without_gaps_inside_the_sheets() {
+        for (duration, rate) in [
+            (6.0, RATE),
+            (
+                12.345,
+                Rational {
+                    num: 30000,
+                    den: 1001,
+                },
+            ),
+            (601.0, RATE),
+            (0.2, RATE),
+        ] {
+            let board = plan(duration, rate, 426, 240);
+            let cues = cues(&board, board.sheets());
+            assert!(cues.len() as u32 + 1 >= board.count && cues.len() as u32 <= board.count);
+            assert_eq!(cues[0].start, 0.0);
+            assert!((cues.last().map_or(0.0, |c| c.end) - duration).abs() < 1e-9);
+            for pair in cues.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start);
+                assert!(pair[0].start < pair[0].end);
+            }
+            let (w, h) = board.sheet_size();
+            assert!(
+                cues.iter()
+                    .all(|c| c.x + board.width <= w && c.y + board.height <= h)
+            );
+        }
+    }
+
+    #[test]
+    fn a_tail_shorter_than_half_an_interval_goes_to_the_thumbnail_before() {
+        let board = plan(110.016, RATE, 192, 108);
+        assert_eq!(board.count, 111);
+        let cues = cues(&board, board.sheets());
+        assert_eq!(cues.len(), 110);
+        assert_eq!(
+            cues.last().map(|c| (c.start, c.end)),
+            Some((109.0, 110.016))
+        );
+    }
+
+    #[test]
+    fn a_missing_sheet_shortens_the_track_and_the_last_cue_still_reaches_the_end() {
+        let board = plan(300.0, RATE, 426, 240);
+        assert_eq!((board.count, board.sheets()), (150, 2));
+        let cues = cues(&board, 1);
+        assert_eq!(cues.len(), 100);
+        assert_eq!(cues.last().map(|c| c.end), Some(300.0));
+    }
+
+    #[test]
+    fn the_track_is_webvtt_with_xywh_fragments() {
+        let board = plan(2.5, RATE, 426, 240);
+        let text = vtt(&board, &cues(&board, 1));
+        assert_eq!(
+            text,
+            "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nstoryboard/sprite_0.jpg#xywh=0,0,160,90\n\
+             \n00:00:01.000 --> 00:00:02.000\nstoryboard/sprite_0.jpg#xywh=160,0,160,90\n\
+             \n00:00:02.000 --> 00:00:02.500\nstoryboard/sprite_0.jpg#xywh=320,0,160,90\n"
+        );
+        assert_eq!(timestamp(3725.0004), "01:02:05.000");
+        assert!(
+            board
+                .filters("bicubic")
+                .starts_with("select=not(mod(n\\,30)),scale=160:90")
+        );
+    }
+
+    #[test]
+    fn jpeg_sizes_come_from_the_frame_header() {
+        // SOI, an APP0 segment, then SOF0 with height 90 and width 1600.
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00];
+        jpeg.extend([0xFF, 0xC0, 0x00, 0x11, 0x08, 0x00, 0x5A, 0x06, 0x40, 0x03]);
+        assert_eq!(jpeg_size(&jpeg), Some((1600, 90)));
+        assert_eq!(jpeg_size(b"not a jpeg"), None);
+        assert_eq!(jpeg_size(&jpeg[..12]), None);
+    }
+}
