@@ -14,10 +14,10 @@ use crate::fixtures;
 use crate::helpers::{DEADLINE, TestApp, error_code, wait_until};
 use crate::s3::S3Server;
 
-const BUCKET: &str = "reel-specs";
+pub const BUCKET: &str = "reel-specs";
 
 /// A reel on a fresh server's bucket, below `prefix`.
-async fn bucket_app(prefix: &str, extra: &[&str]) -> (S3Server, TestApp) {
+pub async fn bucket_app(prefix: &str, extra: &[&str]) -> (S3Server, TestApp) {
     let s3 = S3Server::start();
     s3.create_bucket(BUCKET).await;
     let mut flags = s3.flags(BUCKET, prefix);
@@ -61,7 +61,7 @@ async fn fetch(app: &TestApp, path: &str, range: Option<&str>) -> (u16, Vec<u8>)
 }
 
 /// Nothing of the video is in the local media dir: sources and ladders live in the bucket.
-fn assert_no_local_media(app: &TestApp) {
+pub fn assert_no_local_media(app: &TestApp) {
     for sub in ["sources", "hls"] {
         let files = app.files_in(sub);
         assert!(files.is_empty(), "local {sub}/ holds {files:?}");
@@ -69,7 +69,7 @@ fn assert_no_local_media(app: &TestApp) {
 }
 
 /// Waits until no multipart upload is left unfinished (aborts run in the background).
-async fn assert_no_multipart_uploads(s3: &S3Server) {
+pub async fn assert_no_multipart_uploads(s3: &S3Server) {
     wait_until(
         "every multipart upload completed or aborted",
         DEADLINE,
@@ -279,4 +279,92 @@ async fn a_missing_bucket_or_an_unreachable_server_is_a_clear_start_up_error() {
         "an unreachable server: {unreachable}"
     );
     assert!(started.elapsed() < Duration::from_secs(30), "bounded");
+}
+
+#[tokio::test]
+#[ignore = "needs an S3 server (moto): scripts/test runs it"]
+async fn a_form_upload_into_a_bucket_is_followed_to_ready_over_sse() {
+    let (s3, app) = bucket_app("forms", &[]).await;
+    let bytes = std::fs::read(fixtures::standard()).expect("fixture");
+    let form = reqwest::multipart::Form::new()
+        .text("title", "from a form")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes.clone())
+                .file_name("clip.mp4")
+                .mime_str("video/mp4")
+                .expect("mime"),
+        );
+    let response = app
+        .client
+        .post(app.url("/api/v1/videos"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("form upload");
+    assert_eq!(response.status(), 202);
+    let video: serde_json::Value = response.json().await.expect("resource");
+    let id = video["id"].as_str().expect("id").to_owned();
+    let events = app.events(&id, None, |e| e.event == "ready").await;
+    let last = events.last().expect("events");
+    assert_eq!(last.event, "ready", "{events:?}");
+    assert_eq!(last.data["title"], "from a form");
+    assert_eq!(
+        s3.object(BUCKET, &format!("forms/sources/{id}")).await,
+        bytes,
+        "the source as uploaded"
+    );
+    assert_no_local_media(&app);
+    assert_no_multipart_uploads(&s3).await;
+    assert_eq!(app.delete(&id).await, 204);
+    assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+#[ignore = "needs an S3 server (moto): scripts/test runs it"]
+async fn storage_redirect_sends_segments_and_downloads_to_presigned_bucket_urls() {
+    let (s3, app) = bucket_app("redirect", &["--storage-redirect"]).await;
+    let clip = fixtures::standard();
+    let original = std::fs::read(&clip).expect("fixture");
+    let id = app.upload_id(&clip).await;
+    app.wait_for(&id, "ready").await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let plain = reqwest::Client::new();
+    let follow = async |path: &str| {
+        let response = no_redirects
+            .get(app.url(path))
+            .send()
+            .await
+            .expect("GET through reel");
+        assert_eq!(response.status(), 302, "{path}");
+        let location = response.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_owned();
+        assert!(
+            location.starts_with(&s3.endpoint) && location.contains("X-Amz-Signature="),
+            "{path}: a presigned bucket URL, got {location}"
+        );
+        let fetched = plain.get(&location).send().await.expect("GET presigned");
+        assert_eq!(fetched.status(), 200, "{location}");
+        fetched.bytes().await.expect("body").to_vec()
+    };
+    assert_eq!(
+        follow(&format!("/api/v1/videos/{id}/source")).await,
+        original
+    );
+    let poster = follow(&format!("/hls/{id}/poster.jpg")).await;
+    assert_eq!(
+        poster,
+        s3.object(BUCKET, &format!("redirect/hls/{id}/poster.jpg"))
+            .await
+    );
+    // Playlists still come from reel itself.
+    let (status, _) = fetch(&app, &format!("/hls/{id}/master.m3u8"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.delete(&id).await, 204);
+    assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
 }

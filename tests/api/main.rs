@@ -3,6 +3,7 @@
 
 mod auth;
 mod bucket;
+mod bucket_faults;
 mod contract;
 mod corpus;
 mod events;

@@ -91,14 +91,39 @@ impl S3Server {
         panic!("moto_server did not start:\n{}", self.logs());
     }
 
+    fn resume_quietly(&self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Stops the server for good (a bucket gone away); moto keeps nothing.
     pub fn stop(&mut self) {
+        self.resume_quietly();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGSTOP: the server stops answering (connections hang) until [`S3Server::resume`].
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`S3Server::pause`].
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name}");
     }
 
     pub async fn create_bucket(&self, bucket: &str) {

@@ -5,6 +5,8 @@
 //! `PART_SIZE × (PARTS_IN_FLIGHT + 1)` = 8 MiB × 5 = 40 MiB of body, and a client is slowed
 //! down to the bucket's pace (the next chunk is not read while every slot is busy).
 //!
+//! A failed part fails the upload at the next chunk, or while waiting for a free slot.
+//!
 //! The upload is completed (made visible) only by [`StagedObject::commit`]. Whatever ends
 //! otherwise — an error, a refusal, a dropped request, a drop before the commit — aborts the
 //! multipart upload, retried in the background for a while; what still fails is left for the
@@ -65,6 +67,9 @@ impl Drop for Upload {
     }
 }
 
+/// How a sent part ended.
+type Joined = Result<Result<(), object_store::Error>, tokio::task::JoinError>;
+
 /// An object being written part by part.
 pub struct BucketSink {
     upload: Upload,
@@ -88,24 +93,36 @@ impl BucketSink {
         self.upload.what.clone()
     }
 
-    /// Waits until fewer than `limit` parts are in flight; the first failed part fails all.
+    /// Waits until at most `limit` parts are in flight; the first failed part fails all.
     async fn drain_to(&mut self, limit: usize) -> Result<(), MediaError> {
         while self.parts.len() > limit {
-            match self.parts.join_next().await {
-                Some(Ok(Ok(()))) | None => {}
-                Some(Ok(Err(error))) => return Err(mapped(&self.what(), error)),
-                Some(Err(join)) => {
-                    return Err(mapped(
-                        &self.what(),
-                        object_store::Error::Generic {
-                            store: "S3",
-                            source: Box::new(join),
-                        },
-                    ));
-                }
-            }
+            let joined = self.parts.join_next().await;
+            self.check(joined)?;
         }
         Ok(())
+    }
+
+    /// Collects the parts already sent, without waiting: a part that failed fails the upload
+    /// at the next chunk rather than parts later.
+    fn reap(&mut self) -> Result<(), MediaError> {
+        while let Some(joined) = self.parts.try_join_next() {
+            self.check(Some(joined))?;
+        }
+        Ok(())
+    }
+
+    fn check(&self, joined: Option<Joined>) -> Result<(), MediaError> {
+        match joined {
+            Some(Ok(Ok(()))) | None => Ok(()),
+            Some(Ok(Err(error))) => Err(mapped(&self.what(), error)),
+            Some(Err(join)) => Err(mapped(
+                &self.what(),
+                object_store::Error::Generic {
+                    store: "S3",
+                    source: Box::new(join),
+                },
+            )),
+        }
     }
 
     fn send_part(&mut self) {
@@ -119,6 +136,7 @@ impl BucketSink {
 #[async_trait]
 impl ObjectSink for BucketSink {
     async fn write(&mut self, chunk: Bytes) -> Result<(), MediaError> {
+        self.reap()?;
         let mut chunk = chunk;
         while !chunk.is_empty() {
             let room = PART_SIZE - self.buffer.content_length();
