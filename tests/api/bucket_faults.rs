@@ -99,3 +99,122 @@ async fn a_crash_mid_encode_is_redone_after_the_restart_into_exactly_one_ladder(
     .await;
     assert_no_multipart_uploads(&s3).await;
 }
+
+#[tokio::test]
+#[ignore = "needs an S3 server (moto): scripts/test runs it"]
+async fn a_bucket_away_while_publishing_sends_the_job_back_to_the_queue_with_no_ladder_visible() {
+    let (s3, app) = bucket_app("publish", &[]).await;
+    let id = app.upload_id(&fixtures::long()).await;
+    // Once encoding, the source is local: the bucket is needed again only to publish.
+    wait_until("encoding", DEADLINE, async || {
+        app.video(&id).await["step"] == "encoding"
+    })
+    .await;
+    s3.pause();
+    wait_until("back in the queue, not failed", DEADLINE, async || {
+        let video = app.video(&id).await;
+        assert_ne!(video["status"], "failed", "{video}");
+        video["status"] == "queued"
+    })
+    .await;
+    let away = app
+        .client
+        .get(app.url(&format!("/hls/{id}/master.m3u8")))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(away.status(), 503, "the bucket is away");
+    assert_eq!(away.headers()["retry-after"], "5");
+    s3.resume();
+    // The retry waits its back-off: what the failed attempt wrote has no master.
+    let keys = s3.keys(BUCKET, &format!("publish/hls/{id}/")).await;
+    assert!(
+        !keys.iter().any(|k| k.ends_with("/master.m3u8")),
+        "no master: {keys:?}"
+    );
+    let (status, _) = app.get_json(&format!("/hls/{id}/master.m3u8")).await;
+    assert_eq!(status, 404, "nothing published");
+    app.wait_for(&id, "ready").await;
+    let keys = s3.keys(BUCKET, "").await;
+    let own = |k: &String| {
+        k == &format!("publish/sources/{id}") || k.starts_with(&format!("publish/hls/{id}/"))
+    };
+    assert!(keys.iter().all(own), "only the video's objects: {keys:?}");
+    assert!(keys.contains(&format!("publish/hls/{id}/master.m3u8")));
+    assert_no_multipart_uploads(&s3).await;
+}
+
+#[tokio::test]
+#[ignore = "needs an S3 server (moto): scripts/test runs it"]
+async fn a_reel_killed_mid_upload_leaves_a_multipart_upload_that_the_restart_aborts() {
+    let (s3, mut app) = bucket_app("killed", &[]).await;
+    let mut body = std::fs::read(fixtures::standard()).expect("fixture");
+    body.resize(12 << 20, 0);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let stream = tokio_stream::wrappers::ReceiverStream::new(receiver);
+    let request = app
+        .client
+        .post(app.url("/api/v1/videos"))
+        .header("Content-Type", "video/mp4")
+        .body(reqwest::Body::wrap_stream(stream));
+    let upload = tokio::spawn(async move { request.send().await });
+    for chunk in body.chunks(256 * 1024) {
+        sender.send(Ok(chunk.to_vec())).await.expect("send");
+    }
+    wait_until("a multipart upload under way", DEADLINE, async || {
+        !s3.multipart_uploads(BUCKET).await.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.crash();
+    drop(sender);
+    let _ = upload.await;
+    assert_eq!(
+        s3.multipart_uploads(BUCKET).await.len(),
+        1,
+        "the kill left it"
+    );
+
+    let flags = s3.flags(BUCKET, "killed");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let media = app.media.clone();
+    let app = TestApp::spawn_in(&media, &flags, Vec::new());
+    if !crate::helpers::on_postgres() {
+        // A single node: what was under way died with the previous process.
+        assert_no_multipart_uploads(&s3).await;
+    }
+    assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
+    let (_, list) = app.get_json("/api/v1/videos").await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
+}
+
+#[tokio::test]
+#[ignore = "needs an S3 server (moto): scripts/test runs it"]
+async fn a_resumable_upload_is_filed_into_the_bucket_once_complete() {
+    use crate::tus::{created, header, patch};
+    let (s3, app) = bucket_app("tus", &[]).await;
+    let data = std::fs::read(fixtures::standard()).expect("fixture");
+    let url = created(&app, data.len() as u64).await;
+    let half = data.len() / 2;
+    let first = patch(&app, &url, 0, data[..half].to_vec(), &[]).await;
+    assert_eq!(first.expect("PATCH").status(), 204);
+    assert_eq!(
+        s3.keys(BUCKET, "").await,
+        Vec::<String>::new(),
+        "nothing yet"
+    );
+    let last = patch(&app, &url, half as u64, data[half..].to_vec(), &[])
+        .await
+        .expect("PATCH");
+    assert_eq!(last.status(), 204);
+    let video = header(&last, "x-reel-video").expect("the video").to_owned();
+    let id = video.rsplit('/').next().expect("id").to_owned();
+    app.wait_for(&id, "ready").await;
+    assert_eq!(s3.object(BUCKET, &format!("tus/sources/{id}")).await, data);
+    assert_no_local_media(&app);
+    let partial = app.files_in("uploads");
+    assert!(partial.is_empty(), "uploads/ holds {partial:?}");
+    assert_no_multipart_uploads(&s3).await;
+    assert_eq!(app.delete(&id).await, 204);
+    assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
+}
