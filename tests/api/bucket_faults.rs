@@ -218,3 +218,61 @@ async fn a_resumable_upload_is_filed_into_the_bucket_once_complete() {
     assert_eq!(app.delete(&id).await, 204);
     assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
 }
+
+/// A MiB of zeros, the padding of the large upload.
+static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+
+#[tokio::test]
+#[ignore = "needs an S3 server (moto): scripts/test runs it"]
+async fn a_large_upload_streams_into_the_bucket_in_bounded_memory() {
+    // media::bucket::sink: 8 MiB parts, 4 in flight plus the one filling = 40 MiB of body.
+    const BOUND: u64 = 64 << 20;
+    const SIZE_MIB: usize = 384;
+    let (s3, app) = bucket_app("large", &[]).await;
+    let before = app.rss();
+    let head = std::fs::read(fixtures::standard()).expect("fixture");
+    let chunks = std::iter::once(bytes::Bytes::from(head))
+        .chain((0..SIZE_MIB).map(|_| bytes::Bytes::from_static(&ZEROS)))
+        .map(Ok::<_, std::io::Error>);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let pid = app.pid();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let sampling = tokio::spawn({
+        let peak = peak.clone();
+        async move {
+            loop {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let kib = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                peak.fetch_max(kib * 1024, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let response = app
+        .client
+        .post(app.url("/api/v1/videos"))
+        .header("Content-Type", "video/mp4")
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), 202);
+    sampling.abort();
+    let peak = peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .max(app.rss());
+    let video: serde_json::Value = response.json().await.expect("resource");
+    let id = video["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.delete(&id).await, 204);
+    assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
+    assert!(
+        peak.saturating_sub(before) < BOUND,
+        "RSS grew by {} MiB during a {SIZE_MIB} MiB upload",
+        peak.saturating_sub(before) >> 20
+    );
+}
