@@ -140,8 +140,9 @@ impl S3Server {
         );
     }
 
-    /// The flags that put reel's media in `s3://BUCKET/PREFIX` on this server. Leases are
-    /// longer than the specs' default so that a ladder write fits inside one.
+    /// The flags that put reel's media in `s3://BUCKET/PREFIX` on this server. moto is slow
+    /// under the parallel specs (an 8 MiB part may take seconds), hence a generous request
+    /// time-out, and leases longer than the specs' default so that a write fits inside one.
     pub fn flags(&self, bucket: &str, prefix: &str) -> Vec<String> {
         [
             "--storage",
@@ -149,7 +150,7 @@ impl S3Server {
             "--s3-endpoint",
             &self.endpoint,
             "--s3-timeout-secs",
-            "5",
+            "12",
             "--lease-secs",
             "30",
             "--aws-access-key-id",
