@@ -130,12 +130,13 @@ async fn send_source(
             .insert(header::CONTENT_DISPOSITION, value);
     }
     if is_get && response.status().is_success() {
-        let bytes = response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        // The body's own size: actix writes Content-Length from it when sending, so the
+        // header is not there yet.
+        let bytes = match actix_web::body::MessageBody::size(response.body()) {
+            actix_web::body::BodySize::Sized(n) => n,
+            // A stream (a bucket's object): the range it answers, or the whole file.
+            _ => content_range_len(&response).unwrap_or(source.head.len),
+        };
         service
             .record_download(&source.video, bytes, range.as_deref())
             .await;
@@ -221,4 +222,20 @@ mod tests {
         assert!(attachment(id, None).ends_with(&format!("''{id}.video")));
         assert!(attachment(id, Some("clip-4s.mp4")).ends_with("UTF-8''clip-4s.mp4"));
     }
+}
+
+/// The length of the `Content-Range: bytes a-b/len` a 206 carries (`b - a + 1`).
+fn content_range_len(response: &HttpResponse) -> Option<u64> {
+    let value = response
+        .headers()
+        .get(header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    let (from, to) = value
+        .strip_prefix("bytes ")?
+        .split_once('/')?
+        .0
+        .split_once('-')?;
+    let (from, to): (u64, u64) = (from.parse().ok()?, to.parse().ok()?);
+    to.checked_sub(from).map(|n| n + 1)
 }

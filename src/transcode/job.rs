@@ -40,14 +40,35 @@ pub(super) struct Encoded {
 pub(super) enum JobFailure {
     /// The input or the encode is broken: fail now with a readable reason.
     Fatal(JobError),
-    /// A hiccup (database, I/O): put the job back in the queue.
+    /// A hiccup (database, I/O): put the job back in the queue. The text is for the log only
+    /// (it may name server paths); the history says [`PASSING_FAULT`].
     Retryable(String),
+    /// ffmpeg or ffprobe could not be started (removed or broken after start-up): put the job
+    /// back in the queue, saying which tool in public words; `detail` goes to the log only.
+    ToolUnavailable { tool: &'static str, detail: String },
     /// Deleted while running: the delete cleans up.
     Canceled,
     /// The server is shutting down: back to the queue.
     Interrupted,
     /// Another worker holds the job now (this one's lease expired): touch nothing.
     LeaseLost,
+}
+
+/// What the history (public) says about a [`JobFailure::Retryable`] attempt.
+pub(super) const PASSING_FAULT: &str =
+    "A passing problem on the server (database or storage); it will be tried again.";
+
+impl JobFailure {
+    /// The plain-words reason a retried attempt records (history, and the message of a job
+    /// that runs out of attempts): never a path or a tool's raw output.
+    pub(super) fn public_reason(&self) -> String {
+        match self {
+            JobFailure::ToolUnavailable { tool, .. } => format!(
+                "The server's {tool} could not be started; an administrator must fix the installation."
+            ),
+            _ => PASSING_FAULT.to_owned(),
+        }
+    }
 }
 
 pub(super) fn fatal(code: &str, message: impl Into<String>) -> JobFailure {
@@ -65,7 +86,10 @@ impl From<ProbeError> for JobFailure {
             warn!(%error, "the source could not be probed");
         }
         match error {
-            ProbeError::Spawn { .. } => JobFailure::Retryable(error.to_string()),
+            ProbeError::Spawn { tool, .. } => JobFailure::ToolUnavailable {
+                tool,
+                detail: error.to_string(),
+            },
             ProbeError::Timeout(_) => fatal(
                 "probe_timeout",
                 "Reading the file took too long; it may be damaged.",
@@ -353,7 +377,10 @@ impl Encoders {
         match result {
             Ok(()) => Ok(()),
             Err(FfmpegError::Canceled) => Err(JobFailure::Canceled),
-            Err(error @ FfmpegError::Spawn { .. }) => Err(JobFailure::Retryable(error.to_string())),
+            Err(error @ FfmpegError::Spawn { .. }) => Err(JobFailure::ToolUnavailable {
+                tool: "ffmpeg",
+                detail: error.to_string(),
+            }),
             Err(FfmpegError::Stalled(after)) => Err(fatal(
                 "encode_stalled",
                 format!(

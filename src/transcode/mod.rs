@@ -230,15 +230,16 @@ impl Encoders {
         self.queue_changed().await;
 
         let outcome = if video.attempts >= MAX_ATTEMPTS {
+            let last = match self.store.last_retry_reason(lease.video).await {
+                Ok(Some(reason)) => reason,
+                Ok(None) | Err(_) => video
+                    .error
+                    .as_ref()
+                    .map_or_else(|| "an unknown error.".to_owned(), |e| e.message.clone()),
+            };
             Err(job::fatal(
                 "too_many_attempts",
-                format!(
-                    "Processing failed {MAX_ATTEMPTS} times; the last attempt: {}",
-                    video
-                        .error
-                        .as_ref()
-                        .map_or("an unknown error.", |e| e.message.as_str())
-                ),
+                format!("Processing failed {MAX_ATTEMPTS} times; the last attempt: {last}"),
             ))
         } else if video.interruptions >= MAX_INTERRUPTIONS {
             Err(job::fatal(

@@ -112,12 +112,15 @@ impl Encoders {
                 warn!("another worker holds this job now; nothing published");
                 "lease_lost"
             }
-            JobFailure::Interrupted | JobFailure::Retryable(_) => {
+            JobFailure::Interrupted
+            | JobFailure::Retryable(_)
+            | JobFailure::ToolUnavailable { .. } => {
+                let public = failure.public_reason();
                 let (delay, reason) = match &failure {
-                    JobFailure::Retryable(reason) => {
+                    JobFailure::Retryable(detail) | JobFailure::ToolUnavailable { detail, .. } => {
                         let delay = retry_delay(attempts + 1);
-                        warn!(%reason, retry_in = ?delay, "job hit a passing error; back to the queue");
-                        (delay, reason.as_str())
+                        warn!(reason = %detail, retry_in = ?delay, "job hit a passing error; back to the queue");
+                        (delay, public.as_str())
                     }
                     _ => (Duration::ZERO, "shutdown"),
                 };

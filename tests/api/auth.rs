@@ -501,3 +501,72 @@ async fn one_owners_many_uploads_do_not_starve_another_owners_one() {
         "ben's job is among the first two to start: {order:?}"
     );
 }
+
+/// A key pair made with `openssl genpkey -algorithm <algorithm>`: (private PKCS#8 PEM, public
+/// PEM file).
+fn genpkey(dir: &Path, algorithm: &str, options: &[&str]) -> (Vec<u8>, std::path::PathBuf) {
+    let private = dir.join(format!("{algorithm}.pem"));
+    let public = dir.join(format!("{algorithm}.pub.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", algorithm])
+        .args(options)
+        .arg("-out")
+        .arg(&private)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success(), "openssl genpkey {algorithm}");
+    let exported = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .expect("openssl");
+    assert!(exported.success());
+    (std::fs::read(private).expect("key"), public)
+}
+
+#[tokio::test]
+async fn rs256_and_eddsa_public_keys_verify_their_tokens_and_refuse_another_key_s() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cases: [(&str, &[&str], Algorithm); 2] = [
+        (
+            "RSA",
+            &["-pkeyopt", "rsa_keygen_bits:2048"],
+            Algorithm::RS256,
+        ),
+        ("ED25519", &[], Algorithm::EdDSA),
+    ];
+    for (kind, options, algorithm) in cases {
+        let (private, public) = genpkey(dir.path(), kind, options);
+        let other_dir = tempfile::tempdir().expect("dir");
+        let (other, _) = genpkey(other_dir.path(), kind, options);
+        let app = TestApp::spawn(&[
+            "--auth",
+            "jwt",
+            "--jwt-public-key-file",
+            public.to_str().expect("path"),
+        ]);
+        let sign = |pem: &[u8]| {
+            let key = match algorithm {
+                Algorithm::RS256 => EncodingKey::from_rsa_pem(pem),
+                _ => EncodingKey::from_ed_pem(pem),
+            }
+            .expect("key");
+            let claims = json!({"sub": "ines", "roles": ["creator"], "exp": now() + 600});
+            jsonwebtoken::encode(&Header::new(algorithm), &claims, &key).expect("sign")
+        };
+        let good = sign(&private);
+        let (status, page) = get_as(&app, Some(&good), "/api/v1/videos").await;
+        assert_eq!(status, 200, "{kind}: {page}");
+        let uploaded = upload_as(&app, &good, &fixtures::tiny()).await;
+        assert_eq!(uploaded.status(), 202, "{kind}: a creator uploads");
+        let forged = sign(&other);
+        assert_eq!(
+            get_as(&app, Some(&forged), "/api/v1/videos").await.0,
+            401,
+            "{kind}: another key's token"
+        );
+    }
+}

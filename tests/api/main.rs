@@ -4,6 +4,7 @@
 mod auth;
 mod bucket;
 mod bucket_faults;
+mod cli;
 mod contract;
 mod corpus;
 mod events;
@@ -13,6 +14,7 @@ mod fixtures;
 mod forms;
 mod geoip;
 mod helpers;
+mod history;
 mod inputs;
 mod ladder_checks;
 mod library;

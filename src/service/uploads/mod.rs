@@ -39,6 +39,8 @@ const LOCK_LEASE: Duration = Duration::from_secs(15);
 const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 /// …or after this long, whichever comes first; each record also renews the lock.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// Longest a `HEAD` waits for a request that is still writing the upload to end.
+const HEAD_SETTLE: Duration = Duration::from_secs(2);
 /// Expired uploads removed per statement by the sweeper.
 const SWEEP_BATCH: u32 = 100;
 
@@ -138,7 +140,23 @@ impl Service {
     }
 
     /// The upload's durable offset and, once complete, its video (`HEAD`).
+    ///
+    /// A `HEAD` that arrives while a request still writes the upload (typically one whose
+    /// connection was just cut, still making its last bytes durable) waits up to
+    /// [`HEAD_SETTLE`] for it to end, so the offset it answers is where the next `PATCH` can
+    /// start: a client that retries at once would otherwise resend bytes the server already
+    /// has and get a 409 (tusd likewise takes the upload's lock for `HEAD`).
     pub async fn upload_status(&self, caller: &Caller, id: UploadId) -> Result<UploadStatus> {
+        let upload = self.owned_upload(caller, id).await?;
+        let settle_by = Instant::now() + HEAD_SETTLE;
+        let mut waited = false;
+        while Instant::now() < settle_by && self.store.upload_is_locked(id, node_id()).await? {
+            waited = true;
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        if !waited {
+            return Ok(UploadStatus::from(&upload));
+        }
         Ok(UploadStatus::from(&self.owned_upload(caller, id).await?))
     }
 
