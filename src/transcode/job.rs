@@ -170,9 +170,14 @@ impl Encoders {
         fault_injection::panic_if_asked(video.title.as_deref());
         self.report(id, Step::Probing, 0.0);
         // A rerun after a crash starts from scratch.
-        self.media.remove_video_outputs(id)?;
+        self.media.remove_outputs(id).await?;
 
-        let source_path = self.media.source_path(id);
+        // Kept until the encode is over: a bucket's source is a downloaded copy.
+        let source = tokio::select! {
+            fetched = self.media.fetch_source(id) => fetched?,
+            () = cancel.cancelled() => return Err(JobFailure::Canceled),
+        };
+        let source_path = source.path.clone();
         let probed = tokio::select! {
             probed = probe::probe(self.tools(), &self.settings.limits, &source_path, PROBE_TIMEOUT) => probed?,
             () = cancel.cancelled() => return Err(JobFailure::Canceled),
@@ -203,7 +208,7 @@ impl Encoders {
             "probed"
         );
 
-        let workdir = self.media.job_workdir(id)?;
+        let workdir = self.media.work().job_workdir(id)?;
         let ladder_dir = workdir.path().join("ladder");
         let plan = self.plan(&probed, source_path, ladder_dir.clone());
         // ffmpeg's HLS muxer makes the rung folders; the image muxer needs its folder made.
@@ -258,6 +263,7 @@ impl Encoders {
         if cancel.is_cancelled() {
             return Err(JobFailure::Canceled);
         }
+        drop(source);
         Ok(Encoded {
             _workdir: workdir,
             ladder: ladder_dir,
@@ -279,6 +285,7 @@ impl Encoders {
         log.contains("No space left")
             || self
                 .media
+                .work()
                 .free_bytes()
                 .map(|free| free < 4 << 20)
                 .unwrap_or(false)
@@ -350,7 +357,13 @@ impl Encoders {
                             .record_progress(&lease, Step::Encoding, progress)
                             .await
                     });
-                    if floor > 0 && self.media.free_bytes().is_ok_and(|free| free < floor) {
+                    if floor > 0
+                        && self
+                            .media
+                            .work()
+                            .free_bytes()
+                            .is_ok_and(|free| free < floor)
+                    {
                         low_space.cancel();
                     }
                 }

@@ -30,7 +30,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::bus::{Bus, Node, RunningJob};
 use crate::config::{Config, LadderSpec};
 use crate::domain::{JobError, VideoId};
-use crate::media::MediaRoot;
+use crate::media::Media;
 use crate::progress::JobEvent;
 use crate::store::{Claim, Lease, Outcome, Store};
 use crate::telemetry;
@@ -88,7 +88,7 @@ impl From<&Config> for Settings {
 /// The pool and what its workers share.
 pub struct Encoders {
     store: Store,
-    media: MediaRoot,
+    media: Media,
     bus: Arc<dyn Bus>,
     node: Arc<Node>,
     settings: Settings,
@@ -119,7 +119,7 @@ impl Drop for RunningGuard<'_> {
 impl Encoders {
     pub fn new(
         store: Store,
-        media: MediaRoot,
+        media: Media,
         bus: Arc<dyn Bus>,
         node: Arc<Node>,
         settings: Settings,
@@ -315,7 +315,7 @@ impl Encoders {
             Ok(None) => {}
             Err(error) => warn!(%error, "cannot record the failure; the lease will expire"),
         }
-        let _ = self.media.remove_job_workdirs(lease.video);
+        let _ = self.media.work().remove_job_workdirs(lease.video);
         metrics::counter!(telemetry::JOBS, "outcome" => "failed").increment(1);
     }
 

@@ -2,6 +2,8 @@
 //! One test binary, so one link step; modules only here.
 
 mod auth;
+mod bucket;
+mod bucket_faults;
 mod cli;
 mod contract;
 mod corpus;
@@ -24,6 +26,7 @@ mod private;
 mod properties;
 mod ranges;
 mod recovery;
+mod s3;
 mod scale;
 mod storyboard;
 mod tls;

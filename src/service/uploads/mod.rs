@@ -111,6 +111,12 @@ impl Service {
             ..UploadMeta::default()
         };
         self.admit_upload(caller, &meta).await?;
+        // The partial file grows in the local media dir, whatever the store.
+        crate::upload::check_local_space(
+            self.media.work(),
+            &self.upload_limits(),
+            Some(new.length),
+        )?;
         if new.length == 0 {
             return Err(UploadError::Empty.into());
         }
@@ -158,7 +164,7 @@ impl Service {
     pub async fn terminate_upload(&self, caller: &Caller, id: UploadId) -> Result<()> {
         self.owned_upload(caller, id).await?;
         self.store.delete_upload(id).await?;
-        resumable::remove_partial(&self.media, &id.to_string())?;
+        resumable::remove_partial(self.media.as_ref(), &id.to_string())?;
         info!(upload.id = %id, "tus upload terminated");
         Ok(())
     }
@@ -266,7 +272,7 @@ impl Service {
         if let Err(error) = self.store.delete_upload(id).await {
             warn!(upload.id = %id, %error, "cannot remove a refused upload's row; it will expire");
         }
-        if let Err(error) = resumable::remove_partial(&self.media, &id.to_string()) {
+        if let Err(error) = resumable::remove_partial(self.media.as_ref(), &id.to_string()) {
             warn!(upload.id = %id, %error, "cannot remove a refused upload's file");
         }
     }
@@ -278,16 +284,16 @@ impl Service {
         loop {
             let expired = self.store.delete_expired_uploads(SWEEP_BATCH).await?;
             for id in &expired {
-                resumable::remove_partial(&self.media, &id.to_string())?;
+                resumable::remove_partial(self.media.as_ref(), &id.to_string())?;
             }
             removed += expired.len();
             if expired.len() < SWEEP_BATCH as usize {
                 break;
             }
         }
-        let names = resumable::partial_names(&self.media).map_err(|source| {
+        let names = resumable::partial_names(self.media.as_ref()).map_err(|source| {
             crate::media::MediaError::Io {
-                path: resumable::uploads_dir(&self.media),
+                path: resumable::uploads_dir(self.media.as_ref()),
                 source,
             }
         })?;
@@ -297,7 +303,7 @@ impl Service {
                 Err(_) => true,
             };
             if orphan {
-                resumable::remove_partial(&self.media, &name)?;
+                resumable::remove_partial(self.media.as_ref(), &name)?;
                 removed += 1;
             }
         }
