@@ -20,7 +20,7 @@ use crate::config::{AuthMode, Config, ConfigError, Role};
 use crate::feed;
 use crate::geo::Geo;
 use crate::http;
-use crate::media::{MediaError, MediaRoot};
+use crate::media::{Media, MediaError, OpenError};
 use crate::progress::Hub;
 use crate::recovery;
 use crate::service::{Parts, Service};
@@ -44,6 +44,10 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("cannot prepare the media volume: {0}")]
     Media(#[from] MediaError),
+    #[error("{0}")]
+    Storage(#[from] OpenError),
+    #[error("the media store does not work: {}", crate::media::explain(.0))]
+    StorageCheck(#[source] MediaError),
     #[error("cannot open the database {url}: {source}")]
     Database {
         url: String,
@@ -95,12 +99,13 @@ impl Application {
         if role == Role::Work && !shared {
             return Err(StartupError::WorkNeedsPostgres);
         }
-        let media = MediaRoot::open(&config.media_dir)?;
+        let media: Media = config.storage.open(&config.media_dir)?;
+        media.check().await.map_err(StartupError::StorageCheck)?;
         let database_url = match &config.database_url {
             // Each process names itself in pg_stat_activity unless the URL already does.
             Some(url) if shared => crate::store::with_application_name(url, role.process_name()),
             Some(url) => url.clone(),
-            None => Store::sqlite_url_in(media.root()),
+            None => Store::sqlite_url_in(media.work().root()),
         };
         let store = Store::connect(&database_url, config.database_connections)
             .await
@@ -113,7 +118,7 @@ impl Application {
         info!(ffmpeg = %tools.version, "tools checked");
 
         // Single node (SQLite): whatever was running died with the previous process.
-        recovery::reconcile(&store, &media, !shared)
+        recovery::reconcile(&store, media.as_ref(), !shared)
             .await
             .map_err(|source| StartupError::Database {
                 url: store.redacted_url().to_owned(),
@@ -190,7 +195,7 @@ impl Application {
             background.push(delivery.map_err(StartupError::Webhooks)?);
         }
         background.push(service.spawn_upload_sweeper());
-        info!(%addr, scheme, role = ?role, encoders = encoder_count, http_workers, bus = bus.name(), "listening");
+        info!(%addr, scheme, role = ?role, storage = media.kind(), encoders = encoder_count, http_workers, bus = bus.name(), "listening");
         Ok(Self {
             port: addr.port(),
             server,
@@ -301,7 +306,7 @@ fn http_server(
 
 fn background_tasks(
     store: &Store,
-    media: &MediaRoot,
+    media: &Media,
     node: &Arc<Node>,
     shared: bool,
     retention_days: u32,
@@ -348,7 +353,7 @@ fn background_tasks(
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(error) = recovery::reconcile(&store, &media, false).await {
+                if let Err(error) = recovery::reconcile(&store, media.as_ref(), false).await {
                     warn!(%error, "the janitor could not reconcile the media volume");
                 }
             }

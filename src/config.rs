@@ -117,6 +117,9 @@ pub struct Config {
     #[arg(long, env = "REEL_MEDIA_DIR", default_value = "./media")]
     pub media_dir: PathBuf,
 
+    #[command(flatten)]
+    pub storage: crate::media::StorageArgs,
+
     /// Database URL: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`; defaults to a
     /// SQLite file inside the media dir. PostgreSQL lets many API nodes and workers share one
     /// queue.
@@ -338,6 +341,8 @@ pub enum ConfigError {
     #[error("{0}")]
     Jwt(#[from] crate::auth::jwt::KeyError),
     #[error("{0}")]
+    Storage(#[from] crate::media::StorageConfigError),
+    #[error("{0}")]
     Properties(#[from] crate::properties::PropertyConfigError),
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsConfigError),
@@ -383,6 +388,7 @@ impl Config {
         if !(2..=3600).contains(&self.lease_secs) {
             return Err(ConfigError::Lease(self.lease_secs));
         }
+        self.storage.validate(self.lease_secs)?;
         for (name, value) in [
             ("max-attempts", u64::from(self.webhook_max_attempts)),
             ("backoff-base-ms", self.webhook_backoff_base_ms),
@@ -459,6 +465,7 @@ impl Config {
         Self {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             media_dir: media_dir.into(),
+            storage: Default::default(),
             database_url: None,
             database_connections: 8,
             encoders: Some(1),

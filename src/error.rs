@@ -19,6 +19,8 @@ use crate::upload::tus::TusError;
 const QUEUE_RETRY_AFTER: u32 = 30;
 /// Seconds a client is asked to wait while the database is away.
 const DATABASE_RETRY_AFTER: u32 = 5;
+/// Seconds a client is asked to wait when the media storage (the bucket) is unreachable.
+const STORAGE_RETRY_AFTER: u32 = 5;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -416,7 +418,19 @@ impl From<MediaError> for ApiError {
             return Self::from(UploadError::InsufficientStorage);
         }
         match error {
-            error @ (MediaError::Prepare { .. } | MediaError::Io { .. }) => Self::internal(error),
+            error @ MediaError::Unavailable { .. } => Self {
+                retry_after: Some(STORAGE_RETRY_AFTER),
+                cause: Some(format!("{error:?}")),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "The media storage is unreachable; nothing was kept. Retry shortly.",
+                )
+            },
+            error @ (MediaError::Prepare { .. }
+            | MediaError::Io { .. }
+            | MediaError::Refused { .. }
+            | MediaError::Fenced) => Self::internal(error),
         }
     }
 }

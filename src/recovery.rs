@@ -13,7 +13,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::domain::{JobError, VideoStatus, Visibility};
-use crate::media::MediaRoot;
+use crate::media::MediaStore;
 use crate::store::{Repair, Store, StoreError};
 
 /// On a shared volume, files this young may belong to an upload another node is filing.
@@ -27,29 +27,44 @@ pub struct Report {
     pub failed_without_source: usize,
     pub orphans_removed: usize,
     pub tmp_swept: usize,
+    pub stale_uploads_aborted: usize,
 }
 
-/// Reconciles the media volume with the database. `single_node`: this process is the only
+/// Reconciles the media store with the database. `single_node`: this process is the only
 /// one using them (SQLite), so every `processing` job died with the previous process and all
-/// of `tmp/` is garbage; otherwise only what is certainly orphaned is touched.
+/// of `tmp/` (and every unfinished multipart upload) is garbage; otherwise only what is
+/// certainly orphaned is touched: files or objects of no row, older than [`FOREIGN_GRACE`]
+/// (another node may be filing them), and multipart uploads fed nothing for as long.
+///
+/// A store that cannot be listed (a bucket that is away) changes no row: nothing is known.
 pub async fn reconcile(
     store: &Store,
-    media: &MediaRoot,
+    media: &dyn MediaStore,
     single_node: bool,
 ) -> Result<Report, StoreError> {
     let mut report = Report::default();
     if single_node {
         report.requeued_interrupted = store.recover_interrupted().await?.len();
     }
+    report.stale_uploads_aborted = media.sweep_stale_uploads(single_node, FOREIGN_GRACE).await;
+    let inventory = match media.inventory().await {
+        Ok(inventory) => inventory,
+        Err(error) => {
+            warn!(%error, "cannot list the media store; nothing reconciled");
+            return Ok(report);
+        }
+    };
     let rows = store.all_ids().await?;
     let known: std::collections::HashSet<_> = rows.iter().map(|(id, _, _)| *id).collect();
     for (id, status, visibility) in &rows {
         let id = *id;
         // A visibility change that crashed between the row and the marker.
         let private = *visibility == Visibility::Private;
+        let ladder = inventory.ladders.get(&id).copied().unwrap_or_default();
         if *status == VideoStatus::Ready
-            && media.is_private(id) != private
-            && let Err(error) = media.set_private(id, private)
+            && ladder.published
+            && ladder.private != private
+            && let Err(error) = media.set_private(id, private).await
         {
             warn!(video.id = %id, %error, "cannot fix the private marker");
         }
@@ -63,14 +78,14 @@ pub async fn reconcile(
             warn!(video.id = %id, %error, "cannot remove a partial ladder");
         }
         match status {
-            VideoStatus::Ready if !media.hls_dir(id).join("master.m3u8").is_file() => {
+            VideoStatus::Ready if !ladder.published => {
                 let reason = "the published ladder was missing";
                 if store.repair(id, Repair::Requeue { reason }).await? {
                     report.requeued_unpublished += 1;
                 }
             }
             VideoStatus::Queued | VideoStatus::Processing
-                if !media.source_path(id).is_file()
+                if !inventory.sources.contains_key(&id)
                     && (single_node || *status == VideoStatus::Queued) =>
             {
                 let error = JobError {
@@ -86,19 +101,19 @@ pub async fn reconcile(
             _ => {}
         }
     }
-    for (id, age) in media.stored_ids().unwrap_or_default() {
+    for (id, age) in inventory.ids() {
         if !known.contains(&id) && (single_node || age > FOREIGN_GRACE) {
-            match media.remove_video(id) {
+            match media.remove_video(id).await {
                 Ok(()) => report.orphans_removed += 1,
                 Err(error) => warn!(video.id = %id, %error, "cannot remove an orphaned file"),
             }
         }
     }
     if single_node {
-        report.tmp_swept = media.remove_tmp_where(|_| true).unwrap_or(0);
+        report.tmp_swept = media.work().remove_tmp_where(|_| true).unwrap_or(0);
     }
     if report != Report::default() {
-        info!(?report, "reconciled the media volume with the database");
+        info!(?report, "reconciled the media store with the database");
     }
     Ok(report)
 }

@@ -13,8 +13,11 @@ pub struct Health {
     pub status: &'static str,
     /// The database answers and holds reel's schema.
     pub database: bool,
-    /// The media volume can be written.
+    /// The local media dir (work in progress) can be written.
     pub media: bool,
+    /// The media store answers: the folder can be written, or the bucket (`--storage s3://…`)
+    /// answers within 3 s.
+    pub storage: bool,
     /// Free space is at or above `--min-free-bytes` (below it uploads get 507).
     pub space: bool,
     /// ffmpeg and ffprobe are still where the start-up check found them.
@@ -31,6 +34,7 @@ pub async fn healthz() -> HttpResponse {
         status: "ok",
         database: true,
         media: true,
+        storage: true,
         space: true,
         tools: true,
         accepting: true,
@@ -56,6 +60,7 @@ pub async fn readyz(service: web::Data<Service>) -> HttpResponse {
         },
         database: checks.database,
         media: checks.media,
+        storage: checks.storage,
         space: checks.space,
         tools: checks.tools,
         accepting: checks.accepting,

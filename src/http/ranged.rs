@@ -13,11 +13,10 @@
 //! - a range set none of which overlaps the file: `416` with `Content-Range: bytes */len`.
 //!
 //! Range parsing is `http-range` (the parser actix-files uses), which tells "malformed or not
-//! bytes" apart from "no overlap".
+//! bytes" apart from "no overlap". The bytes come from the media store (a file, or ranged
+//! reads of a bucket object), so the same answers hold for both.
 
-use std::io::SeekFrom;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::body::SizedStream;
@@ -26,13 +25,10 @@ use actix_web::http::header::{
     IfUnmodifiedSince,
 };
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
-
-/// Read size of the body stream.
-const CHUNK: usize = 64 * 1024;
+use crate::media::{ByteStream, MediaError, ObjectHead};
 
 /// What to send of a file of `len` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,23 +42,22 @@ enum Part {
     Unsatisfiable,
 }
 
-/// Sends `path` as `content_type`; `not found` when it cannot be opened. Headers the caller
-/// adds afterwards (caching, CORS, disposition) apply to every status this returns.
-pub async fn serve(
+/// Sends the stored file `head` describes as `content_type`; `open(start, length)` reads its
+/// bytes (not called for a `HEAD`, a `304` or a refusal). Headers the caller adds afterwards
+/// (caching, CORS, disposition) apply to every status this returns.
+pub async fn serve<F, Fut>(
     req: &HttpRequest,
-    path: &Path,
+    head: &ObjectHead,
     content_type: &mime::Mime,
-) -> Result<HttpResponse, ApiError> {
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|_| ApiError::not_found())?;
-    let metadata = file.metadata().await.map_err(|_| ApiError::not_found())?;
-    if !metadata.is_file() {
-        return Err(ApiError::not_found());
-    }
-    let len = metadata.len();
-    let modified = metadata.modified().ok();
-    let etag = strong_etag(&metadata);
+    open: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(u64, u64) -> Fut,
+    Fut: Future<Output = Result<ByteStream, MediaError>>,
+{
+    let len = head.len;
+    let modified = head.modified;
+    let etag = EntityTag::new_strong(head.etag.replace('"', ""));
     let last_modified = modified.map(HttpDate::from);
 
     let mut response = HttpResponse::Ok();
@@ -112,35 +107,12 @@ pub async fn serve(
             .with_header(header::CONTENT_RANGE, content_range));
         }
     };
-    if start > 0 {
-        file.seek(SeekFrom::Start(start))
-            .await
-            .map_err(|_| ApiError::not_found())?;
-    }
-    Ok(body(response, file, length))
-}
-
-fn body(mut response: HttpResponseBuilder, file: tokio::fs::File, length: u64) -> HttpResponse {
-    let reader = file.take(length);
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader, CHUNK);
-    response.body(SizedStream::new(length, stream))
-}
-
-/// A strong validator: the file changes inode, size or mtime whenever its bytes change
-/// (sources and ladders are only ever replaced by a rename).
-fn strong_etag(metadata: &std::fs::Metadata) -> EntityTag {
-    let mtime = metadata
-        .modified()
-        .ok()
-        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-        .unwrap_or_default();
-    EntityTag::new_strong(format!(
-        "{:x}-{:x}-{:x}.{:x}",
-        metadata.ino(),
-        metadata.len(),
-        mtime.as_secs(),
-        mtime.subsec_nanos()
-    ))
+    let stream: ByteStream = if req.method() == Method::HEAD {
+        Box::pin(futures_util::stream::empty())
+    } else {
+        open(start, length).await?
+    };
+    Ok(response.body(SizedStream::new(length, stream)))
 }
 
 fn seconds(time: SystemTime) -> u64 {

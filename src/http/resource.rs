@@ -89,7 +89,9 @@ pub struct ListQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VideoPatch {
-    /// 1 to 200 characters; control characters are dropped and spaces trimmed.
+    /// 1 to 200 characters; control characters are dropped and spaces trimmed, and what is
+    /// left must not be empty.
+    #[schema(max_length = 200, pattern = r"[^\s\u0000-\u001F\u007F-\u009F]")]
     pub title: Option<String>,
     /// `private` ladders are served only with the signed links the resource carries (the
     /// server needs a `--playback-secret`).

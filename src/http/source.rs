@@ -7,7 +7,6 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, head, web};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use tokio::io::AsyncReadExt;
 
 use super::parse_id;
 use super::ranged;
@@ -72,6 +71,10 @@ pub async fn head_source(
     send_source(&service, &caller, &id, &req).await
 }
 
+/// How long a presigned link to a source (`--storage-redirect`) stays valid: enough to start
+/// the transfer, which then runs to its end.
+const PRESIGNED_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Sends the original and, for a GET, appends `downloaded` (bytes, range) to its history.
 async fn send_source(
     service: &Service,
@@ -81,8 +84,8 @@ async fn send_source(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(id)?;
     let source = service.source(caller, id).await?;
-    let path = source.path.clone();
-    let content_type = media_type(&path).await?;
+    let media = service.media();
+    let content_type = media_type(media.as_ref(), id, source.head.len).await?;
     let disposition = attachment(id, source.video.filename.as_deref());
     let range = req
         .headers()
@@ -90,34 +93,50 @@ async fn send_source(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let is_get = req.method() == actix_web::http::Method::GET;
-    if service.config.accel_redirect {
+    let presigned = media.presign(id, None, PRESIGNED_TTL);
+    // nginx sends a folder's file itself from its internal `/_sources/` location (sendfile,
+    // Range), keeping these Content-Type and Content-Disposition headers. A bucket's source
+    // is streamed (or redirected) by reel below: nginx has no route to the bucket.
+    if service.config.accel_redirect && presigned.is_none() {
         if is_get {
-            let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
             service
-                .record_download(&source.video, bytes, range.as_deref())
+                .record_download(&source.video, source.head.len, range.as_deref())
                 .await;
         }
-        // nginx sends the file from its internal `/_sources/` location, with Range and
-        // sendfile, keeping these Content-Type and Content-Disposition headers.
         return Ok(HttpResponse::Ok()
             .insert_header(("X-Accel-Redirect", format!("/_sources/{id}")))
             .insert_header((header::CONTENT_DISPOSITION, disposition))
             .content_type(content_type)
             .finish());
     }
-    let mut response = ranged::serve(req, &path, &content_type).await?;
+    if let Some(url) = presigned.filter(|_| service.config.storage.storage_redirect) {
+        if is_get {
+            service
+                .record_download(&source.video, source.head.len, range.as_deref())
+                .await;
+        }
+        return Ok(HttpResponse::Found()
+            .insert_header((header::LOCATION, url))
+            .insert_header((header::CACHE_CONTROL, "private, no-store"))
+            .finish());
+    }
+    let mut response = ranged::serve(req, &source.head, &content_type, |start, len| async move {
+        media.read_source(id, start, len).await
+    })
+    .await?;
     if let Ok(value) = header::HeaderValue::from_str(&disposition) {
         response
             .headers_mut()
             .insert(header::CONTENT_DISPOSITION, value);
     }
     if is_get && response.status().is_success() {
-        let bytes = response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        // The body's own size: actix writes Content-Length from it when sending, so the
+        // header is not there yet.
+        let bytes = match actix_web::body::MessageBody::size(response.body()) {
+            actix_web::body::BodySize::Sized(n) => n,
+            // A stream (a bucket's object): the range it answers, or the whole file.
+            _ => content_range_len(&response).unwrap_or(source.head.len),
+        };
         service
             .record_download(&source.video, bytes, range.as_deref())
             .await;
@@ -126,15 +145,13 @@ async fn send_source(
 }
 
 /// The media type of the stored source, from its first bytes.
-async fn media_type(path: &std::path::Path) -> Result<mime::Mime, ApiError> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|_| ApiError::not_found())?;
-    let mut head = Vec::with_capacity(SNIFF_LEN);
-    file.take(SNIFF_LEN as u64)
-        .read_to_end(&mut head)
-        .await
-        .map_err(|_| ApiError::not_found())?;
+async fn media_type(
+    media: &dyn crate::media::MediaStore,
+    id: VideoId,
+    len: u64,
+) -> Result<mime::Mime, ApiError> {
+    let stream = media.read_source(id, 0, len.min(SNIFF_LEN as u64)).await?;
+    let head = crate::media::collect(stream, SNIFF_LEN).await?;
     Ok(sniff::media_type(&head)
         .parse()
         .unwrap_or(mime::APPLICATION_OCTET_STREAM))
@@ -205,4 +222,20 @@ mod tests {
         assert!(attachment(id, None).ends_with(&format!("''{id}.video")));
         assert!(attachment(id, Some("clip-4s.mp4")).ends_with("UTF-8''clip-4s.mp4"));
     }
+}
+
+/// The length of the `Content-Range: bytes a-b/len` a 206 carries (`b - a + 1`).
+fn content_range_len(response: &HttpResponse) -> Option<u64> {
+    let value = response
+        .headers()
+        .get(header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    let (from, to) = value
+        .strip_prefix("bytes ")?
+        .split_once('/')?
+        .0
+        .split_once('-')?;
+    let (from, to): (u64, u64) = (from.parse().ok()?, to.parse().ok()?);
+    to.checked_sub(from).map(|n| n + 1)
 }

@@ -141,7 +141,7 @@ fn capabilities(service: &Service) -> HttpResponse {
     request_body(content = Vec<u8>, content_type = "application/offset+octet-stream",
         description = "Optional: the first bytes of the upload (creation-with-upload)"),
     params(
-        ("Tus-Resumable" = String, Header, description = "Must be 1.0.0"),
+        ("Tus-Resumable" = String, Header, pattern = r"^1\.0\.0$", description = "The tus version the client speaks: `1.0.0` (tus 1.0); anything else is a 412"),
         ("Upload-Length" = u64, Header, description = "The file's size in bytes"),
         ("Upload-Metadata" = Option<String>, Header,
             description = "Comma-separated `key base64(value)`: filename, title, visibility (public|private), metadata (a JSON object)"),
@@ -240,7 +240,7 @@ async fn create(
     tag = "uploads",
     params(
         ("id" = String, Path, description = "Upload id"),
-        ("Tus-Resumable" = String, Header, description = "Must be 1.0.0"),
+        ("Tus-Resumable" = String, Header, pattern = r"^1\.0\.0$", description = "The tus version the client speaks: `1.0.0` (tus 1.0); anything else is a 412"),
     ),
     responses(
         (status = 200, description = "The upload", headers(
@@ -290,7 +290,7 @@ async fn offset(
     request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
     params(
         ("id" = String, Path, description = "Upload id"),
-        ("Tus-Resumable" = String, Header, description = "Must be 1.0.0"),
+        ("Tus-Resumable" = String, Header, pattern = r"^1\.0\.0$", description = "The tus version the client speaks: `1.0.0` (tus 1.0); anything else is a 412"),
         ("Upload-Offset" = u64, Header, description = "Where these bytes go: the offset HEAD reports"),
         ("Upload-Checksum" = Option<String>, Header, description = "`sha1|sha256|md5 base64(digest)` of the body"),
     ),
@@ -355,7 +355,7 @@ async fn append(
     tag = "uploads",
     params(
         ("id" = String, Path, description = "Upload id"),
-        ("Tus-Resumable" = String, Header, description = "Must be 1.0.0"),
+        ("Tus-Resumable" = String, Header, pattern = r"^1\.0\.0$", description = "The tus version the client speaks: `1.0.0` (tus 1.0); anything else is a 412"),
     ),
     responses(
         (status = 204, description = "Terminated"),
@@ -415,6 +415,11 @@ pub async fn method_override(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "POST to an upload needs X-HTTP-Method-Override: PATCH, DELETE or HEAD.",
+        )
+        // RFC 9110 §15.5.6: a 405 lists the methods the resource answers.
+        .with_header(
+            actix_web::http::header::ALLOW,
+            actix_web::http::header::HeaderValue::from_static("HEAD, PATCH, DELETE"),
         )
         .closing()),
     })

@@ -155,7 +155,8 @@ async fn receive_upload(
         meta.protocol = "multipart";
         service.admit_upload(caller, &meta).await?;
         let form =
-            upload::form::receive_form(req.headers(), payload, service.media(), limits).await?;
+            upload::form::receive_form(req.headers(), payload, service.media().as_ref(), limits)
+                .await?;
         meta.filename = form.filename.as_deref().and_then(clean_text);
         meta.title = form
             .title
@@ -192,7 +193,7 @@ async fn receive_upload(
         meta.metadata = Some(metadata::from_header(text).map_err(|e| ApiError::from(e).closing())?);
     }
     service.admit_upload(caller, &meta).await?;
-    let received = upload::receive(payload, service.media(), limits).await?;
+    let received = upload::receive(payload, service.media().as_ref(), limits).await?;
     Ok(service.file_upload(caller, received, meta).await?)
 }
 

@@ -1,14 +1,38 @@
-//! The media volume: `sources/<id>`, `hls/<id>/`, and `tmp/` for work in progress.
+//! The media store: where sources and published ladders live, behind one interface with two
+//! implementations, the local folder ([`folder`], the default) and an S3-compatible bucket
+//! ([`bucket`], `--storage s3://BUCKET[/PREFIX]`).
 //!
-//! Every path is derived from a [`VideoId`], never from user input. `tmp/` is on the same
-//! filesystem as the rest, so publishing is one atomic rename.
+//! Layout, the same in both (keys below the bucket's prefix, paths below the media dir):
+//! `sources/<id>` the original, `hls/<id>/…` the ladder (`master.m3u8` is the commit: a ladder
+//! is visible once its master is there), `hls/<id>/.private` the private marker. Every name is
+//! derived from a [`VideoId`], never from user input.
+//!
+//! Local work (uploads being received for the folder, ffmpeg output, resumable uploads) always
+//! happens in the media dir's `tmp/` and `uploads/`: see [`WorkDir`].
+
+mod args;
+pub mod bucket;
+pub mod folder;
+mod work;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use tempfile::{NamedTempFile, TempDir};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use tempfile::{NamedTempFile, TempPath};
 
 use crate::domain::VideoId;
+pub use args::{OpenError, StorageArgs, StorageConfigError};
+pub use work::WorkDir;
+
+/// The file inside a ladder that makes it private (a dot file: never served).
+pub const PRIVATE_MARKER: &str = ".private";
+/// The ladder file whose presence publishes the ladder.
+pub const MASTER: &str = "master.m3u8";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
@@ -24,10 +48,29 @@ pub enum MediaError {
         #[source]
         source: io::Error,
     },
+    /// The bucket did not answer, or answered with a passing failure (5xx, throttling,
+    /// time-out): retry later.
+    #[error("the bucket is unreachable ({what})")]
+    Unavailable {
+        what: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// The bucket refused the request for good (credentials, permissions, a missing bucket).
+    #[error("the bucket refused {what}")]
+    Refused {
+        what: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// The job's lease could not be confirmed: another worker may hold it, so nothing more may
+    /// be written for it.
+    #[error("the job's lease is no longer held")]
+    Fenced,
 }
 
 impl MediaError {
-    fn io(path: &Path) -> impl FnOnce(io::Error) -> Self + '_ {
+    pub(crate) fn io(path: &Path) -> impl FnOnce(io::Error) -> Self + '_ {
         move |source| Self::Io {
             path: path.to_path_buf(),
             source,
@@ -36,202 +79,232 @@ impl MediaError {
 
     /// True when the disk is full, so callers can answer 507 rather than 500.
     pub fn is_out_of_space(&self) -> bool {
-        let source = match self {
-            Self::Prepare { source, .. } | Self::Io { source, .. } => source,
-        };
-        source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
-            || source.kind() == io::ErrorKind::StorageFull
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct MediaRoot {
-    root: PathBuf,
-}
-
-impl MediaRoot {
-    /// Creates the three folders when missing.
-    pub fn open(root: impl Into<PathBuf>) -> Result<Self, MediaError> {
-        let root: PathBuf = root.into();
-        for dir in [
-            root.clone(),
-            root.join("sources"),
-            root.join("hls"),
-            root.join("tmp"),
-        ] {
-            std::fs::create_dir_all(&dir).map_err(|source| MediaError::Prepare {
-                path: dir.clone(),
-                source,
-            })?;
-        }
-        let root = root.canonicalize().map_err(|source| MediaError::Prepare {
-            path: root.clone(),
-            source,
-        })?;
-        Ok(Self { root })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    pub fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
-    }
-
-    pub fn hls_root(&self) -> PathBuf {
-        self.root.join("hls")
-    }
-
-    pub fn source_path(&self, id: VideoId) -> PathBuf {
-        self.root.join("sources").join(id.to_string())
-    }
-
-    pub fn hls_dir(&self, id: VideoId) -> PathBuf {
-        self.hls_root().join(id.to_string())
-    }
-
-    /// Bytes available to this process on the media volume.
-    pub fn free_bytes(&self) -> Result<u64, MediaError> {
-        let stats =
-            rustix::fs::statvfs(&self.root).map_err(|e| MediaError::io(&self.root)(e.into()))?;
-        Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
-    }
-
-    /// True when the volume can be written: used by `/readyz`.
-    pub fn is_writable(&self) -> bool {
-        NamedTempFile::with_prefix_in("ready-", self.tmp_dir()).is_ok()
-    }
-
-    /// A new upload file in `tmp/`, removed on drop unless persisted.
-    pub fn stage_upload(&self) -> Result<NamedTempFile, MediaError> {
-        let tmp = self.tmp_dir();
-        NamedTempFile::with_prefix_in("upload-", &tmp).map_err(MediaError::io(&tmp))
-    }
-
-    /// A private work folder for one job in `tmp/`, removed on drop.
-    pub fn job_workdir(&self, id: VideoId) -> Result<TempDir, MediaError> {
-        let tmp = self.tmp_dir();
-        TempDir::with_prefix_in(format!("job-{id}-"), &tmp).map_err(MediaError::io(&tmp))
-    }
-
-    /// Moves a finished ladder folder to `hls/<id>` in one rename, replacing a stale copy.
-    pub fn publish(&self, ladder: &Path, id: VideoId) -> Result<PathBuf, MediaError> {
-        let target = self.hls_dir(id);
-        if target.exists() {
-            // Left by a run that published and then died before recording it.
-            std::fs::remove_dir_all(&target).map_err(MediaError::io(&target))?;
-        }
-        std::fs::rename(ladder, &target).map_err(MediaError::io(&target))?;
-        sync_dir(&self.hls_root());
-        Ok(target)
-    }
-
-    /// Takes a published ladder back to `ladder` (undoing [`MediaRoot::publish`] whose commit
-    /// failed).
-    pub fn unpublish(&self, id: VideoId, ladder: &Path) -> Result<(), MediaError> {
-        std::fs::rename(self.hls_dir(id), ladder).map_err(MediaError::io(ladder))?;
-        sync_dir(&self.hls_root());
-        Ok(())
-    }
-
-    /// Removes a video's ladder, published or in progress, keeping its source.
-    pub fn remove_video_outputs(&self, id: VideoId) -> Result<(), MediaError> {
-        self.remove_published(id)?;
-        self.remove_job_workdirs(id)
-    }
-
-    /// Marks a published ladder private (or public again): the `.private` file in `hls/<id>/`
-    /// tells nginx (and reel) to serve it only with a signed link. Does nothing when the ladder
-    /// is not published yet (the publisher marks it from the committed row).
-    pub fn set_private(&self, id: VideoId, private: bool) -> Result<(), MediaError> {
-        mark_private(&self.hls_dir(id), private)
-    }
-
-    /// Whether a published ladder is private (its `.private` marker exists).
-    pub fn is_private(&self, id: VideoId) -> bool {
-        self.hls_dir(id).join(PRIVATE_MARKER).exists()
-    }
-
-    /// Removes a video's published ladder (`hls/<id>`).
-    pub fn remove_published(&self, id: VideoId) -> Result<(), MediaError> {
-        remove_if_exists(&self.hls_dir(id), true)
-    }
-
-    /// Removes every work folder of a video's jobs in `tmp/`.
-    pub fn remove_job_workdirs(&self, id: VideoId) -> Result<(), MediaError> {
-        let prefix = format!("job-{id}-");
-        self.remove_tmp_where(|name| name.starts_with(&prefix))?;
-        Ok(())
-    }
-
-    /// Ids that have a source file or a published ladder, with the age of the newest of them.
-    pub fn stored_ids(&self) -> Result<Vec<(VideoId, std::time::Duration)>, MediaError> {
-        let mut found: std::collections::HashMap<VideoId, std::time::Duration> = Default::default();
-        for dir in [self.root.join("sources"), self.hls_root()] {
-            for entry in std::fs::read_dir(&dir)
-                .map_err(MediaError::io(&dir))?
-                .flatten()
-            {
-                let Ok(id) = entry.file_name().to_string_lossy().parse::<VideoId>() else {
-                    continue;
-                };
-                let age = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .unwrap_or_default();
-                let slot = found.entry(id).or_insert(age);
-                *slot = (*slot).min(age);
+        match self {
+            Self::Prepare { source, .. } | Self::Io { source, .. } => {
+                source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
+                    || source.kind() == io::ErrorKind::StorageFull
             }
+            Self::Unavailable { .. } | Self::Refused { .. } | Self::Fenced => false,
         }
-        Ok(found.into_iter().collect())
     }
 
-    /// Removes everything a video owns. Missing files are fine: deletes are idempotent.
-    pub fn remove_video(&self, id: VideoId) -> Result<(), MediaError> {
-        let source = self.source_path(id);
-        remove_if_exists(&source, false)?;
-        self.remove_video_outputs(id)
-    }
-
-    /// Removes every entry of `tmp/` for which `orphaned` holds; returns how many went.
-    pub fn remove_tmp_where(&self, orphaned: impl Fn(&str) -> bool) -> Result<usize, MediaError> {
-        let tmp = self.tmp_dir();
-        let mut removed = 0;
-        for entry in std::fs::read_dir(&tmp).map_err(MediaError::io(&tmp))? {
-            let entry = entry.map_err(MediaError::io(&tmp))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !orphaned(&name) {
-                continue;
-            }
-            let path = entry.path();
-            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            remove_if_exists(&path, is_dir)?;
-            removed += 1;
-        }
-        Ok(removed)
+    /// True when trying again later may succeed (the bucket was away).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
     }
 }
 
-/// The file inside a ladder folder that makes it private (a dot file: never served).
-pub const PRIVATE_MARKER: &str = ".private";
+/// What a stored file or object is, for validators and ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    /// Bytes.
+    pub len: u64,
+    /// A strong validator (changes whenever the bytes do), without quotes.
+    pub etag: String,
+    pub modified: Option<SystemTime>,
+}
 
-/// Creates or removes the private marker of the ladder folder `dir` (if `dir` exists).
-pub fn mark_private(dir: &Path, private: bool) -> Result<(), MediaError> {
-    if !dir.is_dir() {
-        return Ok(());
-    }
-    let marker = dir.join(PRIVATE_MARKER);
-    if private {
-        std::fs::write(&marker, b"").map_err(MediaError::io(&marker))
-    } else {
-        remove_if_exists(&marker, false)
+/// Bytes read from the store, in order; an error ends the stream.
+pub type ByteStream = BoxStream<'static, Result<Bytes, MediaError>>;
+
+/// Where an upload's bytes go while it is received.
+pub enum Staging {
+    /// A temporary file in `tmp/`, removed on drop; [`MediaStore::persist_file`] files it.
+    File(NamedTempFile),
+    /// Straight into the store (a multipart upload), aborted on drop unless completed.
+    Object(Box<dyn ObjectSink>),
+}
+
+/// A source being streamed into the store. Dropping it unfinished aborts it.
+#[async_trait]
+pub trait ObjectSink: Send {
+    /// Appends one chunk; waits while the bounded number of parts in flight is reached.
+    async fn write(&mut self, chunk: Bytes) -> Result<(), MediaError>;
+    /// Uploads what is buffered and waits for every part, without making the object visible.
+    async fn finish(self: Box<Self>) -> Result<Box<dyn StagedObject>, MediaError>;
+}
+
+/// A fully uploaded source, not visible until [`StagedObject::commit`]; aborted on drop.
+#[async_trait]
+pub trait StagedObject: Send + std::fmt::Debug {
+    async fn commit(self: Box<Self>) -> Result<(), MediaError>;
+}
+
+/// Proof that the job publishing a ladder still holds its lease, asked before each write to
+/// shared keys. `bound` is the longest a write started now may take to land.
+#[async_trait]
+pub trait Fence: Send + Sync {
+    async fn hold(&self, bound: Duration) -> Result<(), MediaError>;
+}
+
+/// What the store holds, by video, for reconciling it with the database.
+#[derive(Debug, Default, Clone)]
+pub struct Inventory {
+    /// Videos with a source, with its age.
+    pub sources: std::collections::HashMap<VideoId, Duration>,
+    /// Videos with anything below `hls/<id>/`.
+    pub ladders: std::collections::HashMap<VideoId, LadderState>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LadderState {
+    /// The master playlist is there: the ladder is published.
+    pub published: bool,
+    pub private: bool,
+    /// Age of the newest object.
+    pub age: Duration,
+}
+
+impl Inventory {
+    /// Every id with something stored, with the age of its newest object.
+    pub fn ids(&self) -> Vec<(VideoId, Duration)> {
+        let mut ids = self.sources.clone();
+        for (id, ladder) in &self.ladders {
+            let age = ids.entry(*id).or_insert(ladder.age);
+            *age = (*age).min(ladder.age);
+        }
+        ids.into_iter().collect()
     }
 }
 
-fn remove_if_exists(path: &Path, is_dir: bool) -> Result<(), MediaError> {
+/// The seam: everything reel does with sources and ladders. Every call is bounded in time
+/// (the bucket's requests have time-outs); missing things are not errors where a delete or a
+/// check is asked (idempotent).
+#[async_trait]
+pub trait MediaStore: Send + Sync + std::fmt::Debug {
+    /// `folder` or `bucket`, for logs and `/readyz`.
+    fn kind(&self) -> &'static str;
+    /// The local folder that holds `hls/<id>` ladders, when the store is one (a ladder can
+    /// then grow in place while it encodes, see `transcode::live`); `None` for a bucket.
+    fn local_hls_root(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+    /// The local work area.
+    fn work(&self) -> &WorkDir;
+    /// Start-up check: the store is reachable and writable (a probe is written and removed).
+    /// Errors say what to fix (credentials, bucket name, endpoint).
+    async fn check(&self) -> Result<(), MediaError>;
+    /// `/readyz`: the store answers now (bounded by a few seconds).
+    async fn ready(&self) -> bool;
+    /// Bytes an upload may still use, or `None` when the store has no fixed capacity.
+    fn upload_free_bytes(&self) -> Result<Option<u64>, MediaError>;
+    /// Aborts what crashed uploads left (bucket multipart uploads): every one when
+    /// `single_node`, else those idle for longer than `grace`. Returns how many.
+    async fn sweep_stale_uploads(&self, single_node: bool, grace: Duration) -> usize;
+
+    /// Where a new upload of `id` is received.
+    async fn stage_source(&self, id: VideoId) -> Result<Staging, MediaError>;
+    /// Files a complete local file (a staged upload, a finished resumable upload) as the
+    /// source of `id`.
+    async fn persist_file(&self, file: TempPath, id: VideoId) -> Result<(), MediaError>;
+    /// The source of `id`, if stored.
+    async fn source_head(&self, id: VideoId) -> Result<Option<ObjectHead>, MediaError>;
+    /// `len` bytes of the source from `start`.
+    async fn read_source(
+        &self,
+        id: VideoId,
+        start: u64,
+        len: u64,
+    ) -> Result<ByteStream, MediaError>;
+    /// The source as a local file for ffmpeg: the stored file itself, or a copy downloaded
+    /// into a work folder of the job in `tmp/`.
+    async fn fetch_source(&self, id: VideoId) -> Result<LocalSource, MediaError>;
+
+    /// Writes everything of the ladder in `ladder` except the master (invisible until then),
+    /// asking `fence` before each write.
+    async fn stage_ladder(
+        &self,
+        id: VideoId,
+        ladder: &Path,
+        fence: &dyn Fence,
+    ) -> Result<(), MediaError>;
+    /// Publishes the staged ladder: the private marker, then the master, last.
+    async fn commit_ladder(
+        &self,
+        id: VideoId,
+        ladder: &Path,
+        private: bool,
+    ) -> Result<(), MediaError>;
+    /// Takes back a commit whose database change failed.
+    async fn uncommit_ladder(&self, id: VideoId, ladder: &Path) -> Result<(), MediaError>;
+    /// A published ladder file (`rel` is `name` or `rung/name`, already checked as plain).
+    async fn ladder_head(&self, id: VideoId, rel: &str) -> Result<Option<ObjectHead>, MediaError>;
+    async fn read_ladder(
+        &self,
+        id: VideoId,
+        rel: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<ByteStream, MediaError>;
+    /// Marks a published ladder private (or public again); nothing when not published.
+    async fn set_private(&self, id: VideoId, private: bool) -> Result<(), MediaError>;
+    /// Whether a published ladder is private.
+    async fn is_private(&self, id: VideoId) -> Result<bool, MediaError>;
+
+    /// Removes a video's ladder (published or partly written) and its job work folders.
+    async fn remove_outputs(&self, id: VideoId) -> Result<(), MediaError>;
+    /// Removes everything a video owns.
+    async fn remove_video(&self, id: VideoId) -> Result<(), MediaError>;
+    /// What is stored, by video.
+    async fn inventory(&self) -> Result<Inventory, MediaError>;
+
+    /// A time-limited URL a client (or nginx) may GET the source or a ladder file from
+    /// directly; `None` for the folder. `rel` is `None` for the source.
+    fn presign(&self, id: VideoId, rel: Option<&str>, ttl: Duration) -> Option<String>;
+}
+
+/// A source ffmpeg can read: the stored file, or a downloaded copy removed (with its work
+/// folder) on drop.
+#[derive(Debug)]
+pub struct LocalSource {
+    pub path: PathBuf,
+    _copy: Option<tempfile::TempDir>,
+}
+
+impl LocalSource {
+    /// The stored file, read in place.
+    pub fn stored(path: PathBuf) -> Self {
+        Self { path, _copy: None }
+    }
+
+    /// A copy at `path` inside `dir`, which goes when this is dropped.
+    pub fn copied(path: PathBuf, dir: tempfile::TempDir) -> Self {
+        Self {
+            path,
+            _copy: Some(dir),
+        }
+    }
+}
+
+/// The media store reel runs with.
+pub type Media = Arc<dyn MediaStore>;
+
+/// Reads a whole small stream (a playlist) into memory, refusing more than `limit` bytes.
+pub async fn collect(mut stream: ByteStream, limit: usize) -> Result<Vec<u8>, MediaError> {
+    use futures_util::StreamExt;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if out.len() + chunk.len() > limit {
+            return Err(MediaError::Io {
+                path: PathBuf::from("(stream)"),
+                source: io::Error::other("larger than expected"),
+            });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// fsyncs a directory so a rename into it survives a power cut; best effort.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(handle) = std::fs::File::open(dir) {
+        let _ = handle.sync_all();
+    }
+}
+
+/// Removes a file or folder; a missing one is fine.
+pub(crate) fn remove_if_exists(path: &Path, is_dir: bool) -> Result<(), MediaError> {
     let result = if is_dir {
         std::fs::remove_dir_all(path)
     } else {
@@ -243,50 +316,36 @@ fn remove_if_exists(path: &Path, is_dir: bool) -> Result<(), MediaError> {
     }
 }
 
-/// fsyncs a directory so a rename into it survives a power cut; best effort.
-pub fn sync_dir(dir: &Path) {
-    if let Ok(handle) = std::fs::File::open(dir) {
-        let _ = handle.sync_all();
+/// An operator's reading of a store failure at start: what is wrong and what to check.
+pub fn explain(error: &MediaError) -> String {
+    let hint = match error {
+        MediaError::Refused {
+            source:
+                object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. },
+            ..
+        } => {
+            "the bucket refused reel's credentials: check AWS_ACCESS_KEY_ID, \
+             AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), AWS_REGION, and that the key may \
+             read, write, list and delete in the bucket"
+        }
+        MediaError::Refused {
+            source: object_store::Error::NotFound { .. },
+            ..
+        } => "the bucket does not exist: create it, or fix the name in --storage",
+        MediaError::Unavailable { .. } => {
+            "no answer from the bucket: check --s3-endpoint (or AWS_REGION) and the network"
+        }
+        MediaError::Refused { .. } => "the bucket refused the request",
+        MediaError::Prepare { .. } | MediaError::Io { .. } => "the media dir cannot be written",
+        MediaError::Fenced => "a lease was lost",
+    };
+    let mut chain = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn publish_is_one_rename_and_remove_cleans_everything() -> Result<(), Box<dyn std::error::Error>>
-    {
-        let dir = tempfile::tempdir()?;
-        let media = MediaRoot::open(dir.path())?;
-        let id = VideoId::new();
-        std::fs::write(media.source_path(id), b"source")?;
-        let work = media.job_workdir(id)?;
-        let ladder = work.path().join("ladder");
-        std::fs::create_dir_all(ladder.join("360p"))?;
-        std::fs::write(ladder.join("master.m3u8"), b"#EXTM3U\n")?;
-        let published = media.publish(&ladder, id)?;
-        assert!(published.join("master.m3u8").exists());
-        assert!(!ladder.exists());
-
-        media.remove_video(id)?;
-        assert!(!media.source_path(id).exists());
-        assert!(!media.hls_dir(id).exists());
-        assert!(!work.path().exists(), "the job's tmp folder is removed too");
-        media.remove_video(id)?;
-        Ok(())
-    }
-
-    #[test]
-    fn staged_uploads_vanish_unless_persisted() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let media = MediaRoot::open(dir.path())?;
-        let staged = media.stage_upload()?;
-        let path = staged.path().to_path_buf();
-        assert!(path.exists());
-        drop(staged);
-        assert!(!path.exists());
-        assert!(media.free_bytes()? > 0);
-        Ok(())
-    }
+    format!("{hint} ({chain})")
 }

@@ -21,7 +21,7 @@ use crate::auth::playback::PlaybackSigner;
 use crate::auth::{Auth, Caller};
 use crate::bus::{Bus, Node};
 use crate::config::Config;
-use crate::media::{MediaError, MediaRoot};
+use crate::media::{Media, MediaError};
 use crate::progress::Hub;
 use crate::store::{Store, StoreError};
 use crate::transcode::tools::Tools;
@@ -64,7 +64,7 @@ pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 pub struct Service {
     pub config: Arc<Config>,
     store: Store,
-    media: MediaRoot,
+    media: Media,
     bus: Arc<dyn Bus>,
     node: Arc<Node>,
     tools: Tools,
@@ -82,7 +82,7 @@ pub struct Service {
 pub struct Parts {
     pub config: Arc<Config>,
     pub store: Store,
-    pub media: MediaRoot,
+    pub media: Media,
     pub bus: Arc<dyn Bus>,
     pub node: Arc<Node>,
     pub tools: Tools,
@@ -137,7 +137,7 @@ impl Service {
         &self.node.hub
     }
 
-    pub fn media(&self) -> &MediaRoot {
+    pub fn media(&self) -> &Media {
         &self.media
     }
 
@@ -153,19 +153,21 @@ impl Service {
     pub async fn readiness(&self) -> Readiness {
         let database = self.store.ping().await.is_ok();
         let media = {
-            let media = self.media.clone();
-            tokio::task::spawn_blocking(move || media.is_writable())
+            let work = self.media.work().clone();
+            tokio::task::spawn_blocking(move || work.is_writable())
                 .await
                 .unwrap_or(false)
         };
+        let storage = self.media.ready().await;
         let space = self
             .media
-            .free_bytes()
-            .is_ok_and(|free| free >= self.config.min_free_bytes);
+            .upload_free_bytes()
+            .is_ok_and(|free| free.is_none_or(|free| free >= self.config.min_free_bytes));
         let tools = self.tools.available();
         Readiness {
             database,
             media,
+            storage,
             space,
             tools,
             accepting: !self.shutdown.is_cancelled(),
@@ -189,7 +191,10 @@ impl Service {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Readiness {
     pub database: bool,
+    /// The local work area (`--media-dir`) can be written.
     pub media: bool,
+    /// The media store (the folder, or the bucket) answers.
+    pub storage: bool,
     /// Free space at or above `--min-free-bytes` (below it every upload gets 507).
     pub space: bool,
     /// ffmpeg and ffprobe are still where the start-up check found them.
@@ -200,7 +205,7 @@ pub struct Readiness {
 
 impl Readiness {
     pub fn ready(&self) -> bool {
-        self.database && self.media && self.space && self.tools && self.accepting
+        self.database && self.media && self.storage && self.space && self.tools && self.accepting
     }
 }
 

@@ -57,11 +57,11 @@ pub struct VideoList {
     pub next: Option<VideoId>,
 }
 
-/// Where an original can be read from, and what to call it.
+/// An original that can be read (through [`Service::media`]), and what to call it.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
     pub video: Video,
-    pub path: std::path::PathBuf,
+    pub head: crate::media::ObjectHead,
 }
 
 impl Service {
@@ -89,24 +89,29 @@ impl Service {
             }
             .into());
         }
-        upload::check_space(&self.media, &self.upload_limits(), meta.declared_size)?;
+        upload::check_space(
+            self.media.as_ref(),
+            &self.upload_limits(),
+            meta.declared_size,
+        )?;
         Ok(())
     }
 
-    /// Files a fully received upload: moves it to `sources/`, queues its job (appending
-    /// `uploaded` and `queued`), wakes an encoder. The id is made here, so queue order is the
-    /// order in which uploads completed. On any error the source does not stay behind.
+    /// Files a fully received upload: makes its source visible in the store, queues its job
+    /// (appending `uploaded` and `queued`), wakes an encoder. The id was made when the upload
+    /// started (a bucket upload streams to its final key), so queue order is the order in
+    /// which uploads started. On any error the source does not stay behind.
     pub async fn file_upload(
         &self,
         caller: &Caller,
         received: upload::Received,
         meta: UploadMeta,
     ) -> Result<Video> {
-        let id = VideoId::new();
+        let id = received.id;
         let size = received.size;
         let container = received.container;
         let at_upload = self.properties_at_upload(caller, &meta, container.mime());
-        received.persist(&self.media, id).await?;
+        received.persist(self.media.as_ref()).await?;
         let new = NewVideo {
             id,
             owner: caller.user.clone(),
@@ -142,7 +147,7 @@ impl Service {
             }
             Err(error) => {
                 // Not queued: the source must not stay behind.
-                let _ = self.media.remove_video(id);
+                let _ = self.media.remove_video(id).await;
                 Err(error.into())
             }
         }
@@ -188,7 +193,8 @@ impl Service {
             .ok_or(ServiceError::NotFound)?;
         if updated.visibility != video.visibility {
             self.media
-                .set_private(id, updated.visibility == Visibility::Private)?;
+                .set_private(id, updated.visibility == Visibility::Private)
+                .await?;
         }
         Ok(updated)
     }
@@ -206,17 +212,29 @@ impl Service {
     }
 
     /// Whether `/hls/<id>/…` may be served: public ladders always, private ones with a valid
-    /// signature. `Ok(Some(query))` for a private ladder: the query to append to the URIs of a
-    /// playlist served from it.
-    pub fn playback(
+    /// signature. `Ok(Ok(Some(query)))` for a private ladder: the query to append to the URIs
+    /// of a playlist served from it. `Err` when the store cannot say.
+    pub async fn playback(
+        &self,
+        id: VideoId,
+        exp: Option<&str>,
+        sig: Option<&str>,
+    ) -> std::result::Result<
+        std::result::Result<Option<String>, crate::auth::playback::PlaybackError>,
+        crate::media::MediaError,
+    > {
+        if !self.media.is_private(id).await? {
+            return Ok(Ok(None));
+        }
+        Ok(self.check_signed(id, exp, sig))
+    }
+
+    fn check_signed(
         &self,
         id: VideoId,
         exp: Option<&str>,
         sig: Option<&str>,
     ) -> std::result::Result<Option<String>, crate::auth::playback::PlaybackError> {
-        if !self.media.is_private(id) {
-            return Ok(None);
-        }
         let signer = self
             .signer
             .as_ref()
@@ -246,7 +264,7 @@ impl Service {
         if video.status == VideoStatus::Processing {
             self.bus.cancel(id, CANCEL_WAIT).await;
         }
-        self.media.remove_video(id)?;
+        self.media.remove_video(id).await?;
         self.bus.publish(id, JobEvent::Canceled);
         if video.status == VideoStatus::Queued {
             publish_queue_positions(&self.store, self.bus.as_ref()).await;
@@ -258,10 +276,12 @@ impl Service {
     /// The original of a video the caller may see.
     pub async fn source(&self, caller: &Caller, id: VideoId) -> Result<SourceFile> {
         let video = self.visible(caller, id).await?;
-        Ok(SourceFile {
-            path: self.media.source_path(id),
-            video,
-        })
+        let head = self
+            .media
+            .source_head(id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        Ok(SourceFile { video, head })
     }
 
     /// Appends `downloaded` (`bytes` sent, `range` asked for) to a video's history.

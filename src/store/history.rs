@@ -79,6 +79,24 @@ impl Store {
         page(rows, after)
     }
 
+    /// The public reason of the video's latest `retried` event (`data.reason`), if any.
+    pub async fn last_retry_reason(&self, video: VideoId) -> Result<Option<String>> {
+        let rows = sqlx::query(
+            "SELECT data FROM history WHERE video_id = $1 AND kind = 'retried' \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(video.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(row) = first(rows) else {
+            return Ok(None);
+        };
+        let data: String = sqlx::Row::try_get(&row, "data")?;
+        Ok(serde_json::from_str::<serde_json::Value>(&data)
+            .ok()
+            .and_then(|d| d["reason"].as_str().map(str::to_owned)))
+    }
+
     /// The owner recorded in a video's history (it outlives the row); `None` when the video
     /// never existed. `Some(None)` is a video uploaded without auth.
     pub async fn history_owner(&self, video: VideoId) -> Result<Option<Option<String>>> {

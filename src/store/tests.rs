@@ -342,3 +342,22 @@ async fn properties_after_the_probe_are_fenced_by_the_lease_and_appended_to_hist
     assert_eq!(updated.kind, HistoryKind::Updated);
     assert_eq!(updated.data["properties"]["codec"], "h264");
 }
+
+#[tokio::test]
+async fn the_latest_retry_reason_is_read_back_from_the_history() {
+    let (_dir, store) = store().await;
+    let video = store.insert_video(&upload(None), 10).await.expect("insert");
+    assert_eq!(store.last_retry_reason(video.id).await.expect("read"), None);
+    for reason in ["first", "second"] {
+        let claim = store.claim("w1", LEASE).await.expect("claim").expect("job");
+        let retry = Outcome::Retry {
+            delay: Duration::ZERO,
+            reason,
+        };
+        store.finish(&claim.lease, retry).await.expect("finish");
+    }
+    assert_eq!(
+        store.last_retry_reason(video.id).await.expect("read"),
+        Some("second".to_owned())
+    );
+}

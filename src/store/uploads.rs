@@ -265,6 +265,23 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Whether a request is writing the upload now: its lock is held and not run out. On
+    /// SQLite (one process) a lock of another `node` is a dead process's and does not count,
+    /// as in [`Store::lock_upload`].
+    pub async fn upload_is_locked(&self, id: UploadId, node: &str) -> Result<bool> {
+        let single_process = i64::from(self.dialect == Dialect::Sqlite);
+        let rows = sqlx::query(self.sql(
+            "SELECT id FROM uploads WHERE id = $1 AND lock_token IS NOT NULL \
+               AND lock_until >= {now} AND NOT ($3 = 1 AND lock_node <> $2)",
+        ))
+        .bind(id.to_string())
+        .bind(node.to_owned())
+        .bind(single_process)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(!rows.is_empty())
+    }
+
     /// Releases the lock if it is still this request's.
     pub async fn unlock_upload(&self, id: UploadId, lock: &UploadLock) -> Result<()> {
         sqlx::query(

@@ -40,14 +40,35 @@ pub(super) struct Encoded {
 pub(super) enum JobFailure {
     /// The input or the encode is broken: fail now with a readable reason.
     Fatal(JobError),
-    /// A hiccup (database, I/O): put the job back in the queue.
+    /// A hiccup (database, I/O): put the job back in the queue. The text is for the log only
+    /// (it may name server paths); the history says [`PASSING_FAULT`].
     Retryable(String),
+    /// ffmpeg or ffprobe could not be started (removed or broken after start-up): put the job
+    /// back in the queue, saying which tool in public words; `detail` goes to the log only.
+    ToolUnavailable { tool: &'static str, detail: String },
     /// Deleted while running: the delete cleans up.
     Canceled,
     /// The server is shutting down: back to the queue.
     Interrupted,
     /// Another worker holds the job now (this one's lease expired): touch nothing.
     LeaseLost,
+}
+
+/// What the history (public) says about a [`JobFailure::Retryable`] attempt.
+pub(super) const PASSING_FAULT: &str =
+    "A passing problem on the server (database or storage); it will be tried again.";
+
+impl JobFailure {
+    /// The plain-words reason a retried attempt records (history, and the message of a job
+    /// that runs out of attempts): never a path or a tool's raw output.
+    pub(super) fn public_reason(&self) -> String {
+        match self {
+            JobFailure::ToolUnavailable { tool, .. } => format!(
+                "The server's {tool} could not be started; an administrator must fix the installation."
+            ),
+            _ => PASSING_FAULT.to_owned(),
+        }
+    }
 }
 
 pub(super) fn fatal(code: &str, message: impl Into<String>) -> JobFailure {
@@ -65,7 +86,10 @@ impl From<ProbeError> for JobFailure {
             warn!(%error, "the source could not be probed");
         }
         match error {
-            ProbeError::Spawn { .. } => JobFailure::Retryable(error.to_string()),
+            ProbeError::Spawn { tool, .. } => JobFailure::ToolUnavailable {
+                tool,
+                detail: error.to_string(),
+            },
             ProbeError::Timeout(_) => fatal(
                 "probe_timeout",
                 "Reading the file took too long; it may be damaged.",
@@ -146,9 +170,14 @@ impl Encoders {
         fault_injection::panic_if_asked(video.title.as_deref());
         self.report(id, Step::Probing, 0.0);
         // A rerun after a crash starts from scratch.
-        self.media.remove_video_outputs(id)?;
+        self.media.remove_outputs(id).await?;
 
-        let source_path = self.media.source_path(id);
+        // Kept until the encode is over: a bucket's source is a downloaded copy.
+        let source = tokio::select! {
+            fetched = self.media.fetch_source(id) => fetched?,
+            () = cancel.cancelled() => return Err(JobFailure::Canceled),
+        };
+        let source_path = source.path.clone();
         let probed = tokio::select! {
             probed = probe::probe(self.tools(), &self.settings.limits, &source_path, PROBE_TIMEOUT) => probed?,
             () = cancel.cancelled() => return Err(JobFailure::Canceled),
@@ -179,7 +208,7 @@ impl Encoders {
             "probed"
         );
 
-        let workdir = self.media.job_workdir(id)?;
+        let workdir = self.media.work().job_workdir(id)?;
         let ladder_dir = workdir.path().join("ladder");
         let plan = self.plan(&probed, source_path, ladder_dir.clone());
         // ffmpeg's HLS muxer makes the rung folders; the image muxer needs its folder made.
@@ -242,6 +271,7 @@ impl Encoders {
         if cancel.is_cancelled() {
             return Err(JobFailure::Canceled);
         }
+        drop(source);
         Ok(Encoded {
             _workdir: workdir,
             ladder: ladder_dir,
@@ -263,6 +293,7 @@ impl Encoders {
         log.contains("No space left")
             || self
                 .media
+                .work()
                 .free_bytes()
                 .map(|free| free < 4 << 20)
                 .unwrap_or(false)
@@ -334,7 +365,13 @@ impl Encoders {
                             .record_progress(&lease, Step::Encoding, progress)
                             .await
                     });
-                    if floor > 0 && self.media.free_bytes().is_ok_and(|free| free < floor) {
+                    if floor > 0
+                        && self
+                            .media
+                            .work()
+                            .free_bytes()
+                            .is_ok_and(|free| free < floor)
+                    {
                         low_space.cancel();
                     }
                 }
@@ -348,7 +385,10 @@ impl Encoders {
         match result {
             Ok(()) => Ok(()),
             Err(FfmpegError::Canceled) => Err(JobFailure::Canceled),
-            Err(error @ FfmpegError::Spawn { .. }) => Err(JobFailure::Retryable(error.to_string())),
+            Err(error @ FfmpegError::Spawn { .. }) => Err(JobFailure::ToolUnavailable {
+                tool: "ffmpeg",
+                detail: error.to_string(),
+            }),
             Err(FfmpegError::Stalled(after)) => Err(fatal(
                 "encode_stalled",
                 format!(

@@ -31,7 +31,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::bus::{Bus, Node, RunningJob};
 use crate::config::{Config, LadderSpec};
 use crate::domain::{JobError, VideoId};
-use crate::media::MediaRoot;
+use crate::media::Media;
 use crate::progress::JobEvent;
 use crate::store::{Claim, Lease, Outcome, Store};
 use crate::telemetry;
@@ -89,7 +89,7 @@ impl From<&Config> for Settings {
 /// The pool and what its workers share.
 pub struct Encoders {
     store: Store,
-    media: MediaRoot,
+    media: Media,
     bus: Arc<dyn Bus>,
     node: Arc<Node>,
     settings: Settings,
@@ -120,7 +120,7 @@ impl Drop for RunningGuard<'_> {
 impl Encoders {
     pub fn new(
         store: Store,
-        media: MediaRoot,
+        media: Media,
         bus: Arc<dyn Bus>,
         node: Arc<Node>,
         settings: Settings,
@@ -231,15 +231,16 @@ impl Encoders {
         self.queue_changed().await;
 
         let outcome = if video.attempts >= MAX_ATTEMPTS {
+            let last = match self.store.last_retry_reason(lease.video).await {
+                Ok(Some(reason)) => reason,
+                Ok(None) | Err(_) => video
+                    .error
+                    .as_ref()
+                    .map_or_else(|| "an unknown error.".to_owned(), |e| e.message.clone()),
+            };
             Err(job::fatal(
                 "too_many_attempts",
-                format!(
-                    "Processing failed {MAX_ATTEMPTS} times; the last attempt: {}",
-                    video
-                        .error
-                        .as_ref()
-                        .map_or("an unknown error.", |e| e.message.as_str())
-                ),
+                format!("Processing failed {MAX_ATTEMPTS} times; the last attempt: {last}"),
             ))
         } else if video.interruptions >= MAX_INTERRUPTIONS {
             Err(job::fatal(
@@ -301,7 +302,7 @@ impl Encoders {
     /// A job's task panicked: fail it with a reason (the worker goes on).
     async fn after_panic(&self, lease: Lease) {
         error!(video.id = %lease.video, "a job panicked; failing it");
-        live::withdraw(&self.media, lease);
+        live::withdraw(self.media.as_ref(), lease);
         let error = JobError {
             code: "internal_error".into(),
             message: "An internal error stopped the processing of this video; it was logged for \
@@ -316,7 +317,7 @@ impl Encoders {
             Ok(None) => {}
             Err(error) => warn!(%error, "cannot record the failure; the lease will expire"),
         }
-        let _ = self.media.remove_job_workdirs(lease.video);
+        let _ = self.media.work().remove_job_workdirs(lease.video);
         metrics::counter!(telemetry::JOBS, "outcome" => "failed").increment(1);
     }
 

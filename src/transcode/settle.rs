@@ -1,12 +1,14 @@
 //! How a job's end is recorded, fenced by the lease: only the worker that holds it changes the
 //! row or touches the published ladder.
 //!
-//! Publishing a ready ladder happens inside the `ready` transaction: the row is changed under
-//! the lease (which holds it), the work folder is renamed to `hls/<id>`, then the change
-//! commits. A worker that lost its lease matches no row, so it can never publish over the
-//! attempt that replaced it, and readers never see `ready` without the ladder. A crash after the
-//! rename and before the commit leaves a ladder for a `processing` row: the next attempt
-//! removes it before it starts.
+//! Publishing a ready ladder ends inside the `ready` transaction: first every file but the
+//! master is staged (nothing for the folder; uploaded for a bucket, each write only while the
+//! lease is confirmed, see [`LeaseFence`]), then the row is changed under the lease (which
+//! holds it), the ladder is committed (the folder's one rename; the bucket's master playlist,
+//! written last), then the change commits. A worker that lost its lease matches no row, so it
+//! can never publish over the attempt that replaced it, and readers never see `ready` without
+//! the ladder. A crash after the commit of the ladder and before the database's leaves a ladder
+//! for a `processing` row: the next attempt removes it before it starts.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use tracing::{error, warn};
 use super::Encoders;
 use super::job::{Encoded, JobFailure, retry_delay};
 use crate::domain::{JobError, Video, VideoStatus, Visibility};
-use crate::media::MediaError;
+use crate::media::{Fence, MediaError};
 use crate::progress::JobEvent;
 use crate::store::{Lease, Outcome, StoreError};
 
@@ -56,6 +58,35 @@ where
     }
 }
 
+/// Lets a ladder write start only while the job's lease surely outlasts it: the lease was
+/// confirmed (renewed) recently enough that `confirmed + bound < lease`. A new attempt can
+/// claim the job only after the lease ran out, so a worker that lost it (paused, cut off from
+/// the database) can never write over the ladder of the attempt that replaced it.
+struct LeaseFence<'a> {
+    store: &'a crate::store::Store,
+    lease: Lease,
+    duration: Duration,
+    confirmed: tokio::sync::Mutex<Option<Instant>>,
+}
+
+#[async_trait::async_trait]
+impl Fence for LeaseFence<'_> {
+    async fn hold(&self, bound: Duration) -> Result<(), MediaError> {
+        let mut confirmed = self.confirmed.lock().await;
+        if confirmed.is_some_and(|at| at.elapsed() + bound < self.duration) {
+            return Ok(());
+        }
+        let asked = Instant::now();
+        match self.store.renew(&self.lease, self.duration).await {
+            Ok(true) if bound < self.duration => {
+                *confirmed = Some(asked);
+                Ok(())
+            }
+            Ok(_) | Err(_) => Err(MediaError::Fenced),
+        }
+    }
+}
+
 impl Encoders {
     /// Records the outcome and tells subscribers; returns the metric label.
     pub(super) async fn settle(
@@ -69,14 +100,14 @@ impl Encoders {
             Ok(encoded) => {
                 let label = self.publish(lease, encoded).await;
                 if label != "ready" {
-                    super::live::withdraw(&self.media, lease);
+                    super::live::withdraw(self.media.as_ref(), lease);
                 }
                 return label;
             }
             Err(failure) => failure,
         };
         // A ladder that grew while it encoded goes before anyone is told (players get 404).
-        super::live::withdraw(&self.media, lease);
+        super::live::withdraw(self.media.as_ref(), lease);
         match failure {
             JobFailure::Fatal(error) => {
                 warn!(code = %error.code, reason = %error.message, "job failed");
@@ -89,12 +120,15 @@ impl Encoders {
                 warn!("another worker holds this job now; nothing published");
                 "lease_lost"
             }
-            JobFailure::Interrupted | JobFailure::Retryable(_) => {
+            JobFailure::Interrupted
+            | JobFailure::Retryable(_)
+            | JobFailure::ToolUnavailable { .. } => {
+                let public = failure.public_reason();
                 let (delay, reason) = match &failure {
-                    JobFailure::Retryable(reason) => {
+                    JobFailure::Retryable(detail) | JobFailure::ToolUnavailable { detail, .. } => {
                         let delay = retry_delay(attempts + 1);
-                        warn!(%reason, retry_in = ?delay, "job hit a passing error; back to the queue");
-                        (delay, reason.as_str())
+                        warn!(reason = %detail, retry_in = ?delay, "job hit a passing error; back to the queue");
+                        (delay, public.as_str())
                     }
                     _ => (Duration::ZERO, "shutdown"),
                 };
@@ -121,6 +155,19 @@ impl Encoders {
     /// Publishes the ladder together with the `ready` commit, then tells subscribers. The
     /// database is retried with patience while it is away; the ladder is kept meanwhile.
     async fn publish(&self, lease: Lease, encoded: Encoded) -> &'static str {
+        let fence = LeaseFence {
+            store: &self.store,
+            lease,
+            duration: self.settings.lease,
+            confirmed: Default::default(),
+        };
+        if let Err(failure) = self
+            .media
+            .stage_ladder(lease.video, &encoded.ladder, &fence)
+            .await
+        {
+            return self.publish_failed(lease, failure).await;
+        }
         let ready = Outcome::Ready {
             renditions: &encoded.renditions,
             encode_seconds: encoded.encode_seconds,
@@ -142,13 +189,7 @@ impl Encoders {
                     return "canceled";
                 }
                 Err(PublishFailure::Media(failure)) => {
-                    error!(error = %failure, "the ladder could not be published");
-                    let error = JobError {
-                        code: "publish_failed".into(),
-                        message: "The encoded video could not be stored on the server.".into(),
-                    };
-                    self.fail(lease, &error).await;
-                    return "failed";
+                    return self.publish_failed(lease, failure).await;
                 }
                 Err(PublishFailure::Store(error))
                     if error.is_transient() && started.elapsed() < RECORD_PATIENCE =>
@@ -184,17 +225,56 @@ impl Encoders {
             return Ok(None);
         };
         let private = finishing.video().visibility == Visibility::Private;
-        crate::media::mark_private(&encoded.ladder, private)
-            .and_then(|()| super::live::publish(&self.media, &encoded.ladder, lease.video))?;
+        self.media
+            .commit_ladder(lease.video, &encoded.ladder, private)
+            .await?;
         match finishing.commit().await {
             Ok(video) => Ok(Some(video)),
             Err(error) => {
-                if let Err(undo) = self.media.unpublish(lease.video, &encoded.ladder) {
+                if let Err(undo) = self
+                    .media
+                    .uncommit_ladder(lease.video, &encoded.ladder)
+                    .await
+                {
                     warn!(error = %undo, "cannot take back a ladder whose commit failed");
                 }
                 Err(PublishFailure::Store(error))
             }
         }
+    }
+
+    /// A ladder that could not be written: a bucket that is away or a lease that could not be
+    /// confirmed sends the job back to the queue with back-off (what was written stays
+    /// invisible without its master, and the next attempt overwrites it); anything else fails
+    /// the job.
+    async fn publish_failed(&self, lease: Lease, failure: MediaError) -> &'static str {
+        if failure.is_transient() || matches!(failure, MediaError::Fenced) {
+            let delay = retry_delay(1);
+            warn!(error = %failure, retry_in = ?delay, "the ladder could not be stored yet; back to the queue");
+            let retry = Outcome::Retry {
+                delay,
+                reason: "The media store could not be reached.",
+            };
+            return match self.store.finish(&lease, retry).await {
+                Ok(Some(_)) => {
+                    self.bus
+                        .publish(lease.video, JobEvent::Status(VideoStatus::Queued));
+                    "requeued"
+                }
+                Ok(None) => "lease_lost",
+                Err(error) => {
+                    warn!(%error, "cannot requeue; the lease will expire and requeue it");
+                    "requeued"
+                }
+            };
+        }
+        error!(error = %failure, "the ladder could not be published");
+        let error = JobError {
+            code: "publish_failed".into(),
+            message: "The encoded video could not be stored on the server.".into(),
+        };
+        self.fail(lease, &error).await;
+        "failed"
     }
 
     async fn fail(&self, lease: Lease, error: &JobError) {

@@ -14,7 +14,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::body::{self, StopCell};
 use super::{Received, UploadError, UploadLimits, receive};
-use crate::media::MediaRoot;
+use crate::media::MediaStore;
 use crate::properties::metadata::{MAX_METADATA_BYTES, MetadataError};
 
 /// Bytes a form may carry beyond the file limit: boundaries, part headers, a title, metadata.
@@ -48,7 +48,7 @@ pub struct FormUpload {
 pub async fn receive_form<S>(
     headers: &HeaderMap,
     payload: S,
-    media: &MediaRoot,
+    media: &dyn MediaStore,
     limits: UploadLimits,
 ) -> Result<FormUpload, UploadError>
 where

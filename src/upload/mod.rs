@@ -20,7 +20,7 @@ use std::io::Write;
 use tempfile::TempPath;
 
 use crate::domain::VideoId;
-use crate::media::{MediaError, MediaRoot, sync_dir};
+use crate::media::{MediaError, MediaStore, ObjectSink, StagedObject, Staging};
 use sniff::{Container, SNIFF_LEN, sniff};
 
 /// Chunks in flight between the socket and the disk writer: with actix's chunks of at most
@@ -70,51 +70,52 @@ pub enum UploadError {
     Media(#[from] MediaError),
 }
 
-/// A complete upload in `tmp/`, removed on drop until [`Received::persist`].
+/// A complete upload, not yet filed: a file in `tmp/` (removed on drop) or a multipart upload
+/// with every part sent (aborted on drop) until [`Received::persist`].
 #[derive(Debug)]
 pub struct Received {
-    staged: TempPath,
+    /// The video it becomes, made when the upload started (its key in a bucket).
+    pub id: VideoId,
+    staged: Staged,
     pub size: u64,
     pub container: Container,
 }
 
+#[derive(Debug)]
+enum Staged {
+    File(TempPath),
+    Object(Box<dyn StagedObject>),
+}
+
 impl Received {
-    /// fsyncs the file and renames it to `sources/<id>`.
-    pub async fn persist(self, media: &MediaRoot, id: VideoId) -> Result<(), MediaError> {
-        let target = media.source_path(id);
-        let staged = self.staged;
-        let sources = target.parent().map(|p| p.to_path_buf());
-        tokio::task::spawn_blocking(move || {
-            // Readable by the nginx workers that send downloads (tempfile creates 0600).
-            std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-                .map_err(|source| MediaError::Io {
-                    path: staged.to_path_buf(),
-                    source,
-                })?;
-            staged.persist(&target).map_err(|e| MediaError::Io {
-                path: target.clone(),
-                source: e.error,
-            })?;
-            if let Some(dir) = sources {
-                sync_dir(&dir);
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|join| MediaError::Io {
-            path: media.source_path(id),
-            source: io::Error::other(join),
-        })?
+    /// A complete local file (a finished resumable upload) to be filed as a new video.
+    pub fn from_file(file: TempPath, size: u64, container: Container) -> Self {
+        Self {
+            id: VideoId::new(),
+            staged: Staged::File(file),
+            size,
+            container,
+        }
+    }
+
+    /// Makes the source of [`Received::id`] visible in the store.
+    pub async fn persist(self, media: &dyn MediaStore) -> Result<(), MediaError> {
+        match self.staged {
+            Staged::File(file) => media.persist_file(file, self.id).await,
+            Staged::Object(object) => object.commit().await,
+        }
     }
 }
 
-/// Checks free space before anything is read.
+/// Checks free space before anything is read (nothing to check for a bucket).
 pub fn check_space(
-    media: &MediaRoot,
+    media: &dyn MediaStore,
     limits: &UploadLimits,
     expected: Option<u64>,
 ) -> Result<(), UploadError> {
-    let free = media.free_bytes()?;
+    let Some(free) = media.upload_free_bytes()? else {
+        return Ok(());
+    };
     let needed = limits.min_free_bytes.saturating_add(expected.unwrap_or(0));
     if free < needed {
         return Err(UploadError::InsufficientStorage);
@@ -122,31 +123,98 @@ pub fn check_space(
     Ok(())
 }
 
-/// Streams `body` into a staged file in `tmp/`.
+/// Checks the local work area's free space (resumable uploads grow there whatever the store).
+pub fn check_local_space(
+    work: &crate::media::WorkDir,
+    limits: &UploadLimits,
+    expected: Option<u64>,
+) -> Result<(), UploadError> {
+    let needed = limits.min_free_bytes.saturating_add(expected.unwrap_or(0));
+    if work.free_bytes()? < needed {
+        return Err(UploadError::InsufficientStorage);
+    }
+    Ok(())
+}
+
+/// Where the bytes of a plain upload go.
+enum Target {
+    Disk {
+        /// `None` once it stopped on an error.
+        writer: Option<DiskWriter>,
+        staged: TempPath,
+    },
+    Object(Box<dyn ObjectSink>),
+}
+
+fn disk_error(path: &std::path::Path, source: io::Error) -> UploadError {
+    let error = MediaError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if error.is_out_of_space() {
+        UploadError::InsufficientStorage
+    } else {
+        UploadError::Media(error)
+    }
+}
+
+impl Target {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), UploadError> {
+        match self {
+            Target::Disk { writer, staged } => {
+                let Some(running) = writer.as_ref() else {
+                    return Err(disk_error(staged, io::Error::other("writer stopped")));
+                };
+                if running.write(chunk).await {
+                    return Ok(());
+                }
+                // The writer stopped: its error says why (ENOSPC becomes a 507).
+                let error = match writer.take() {
+                    Some(stopped) => stopped.finish().await.err(),
+                    None => None,
+                };
+                let error = error.unwrap_or_else(|| io::Error::other("writer stopped"));
+                Err(disk_error(staged, error))
+            }
+            Target::Object(sink) => Ok(sink.write(chunk).await?),
+        }
+    }
+
+    async fn finish(self) -> Result<Staged, UploadError> {
+        match self {
+            Target::Disk { writer, staged } => {
+                let writer = writer
+                    .ok_or_else(|| disk_error(&staged, io::Error::other("writer stopped")))?;
+                writer.finish().await.map_err(|e| disk_error(&staged, e))?;
+                Ok(Staged::File(staged))
+            }
+            Target::Object(sink) => Ok(Staged::Object(sink.finish().await?)),
+        }
+    }
+}
+
+/// Streams `body` into the store: a staged file in `tmp/` for the folder, a multipart upload
+/// for a bucket (part size × parts in flight of memory; see `media::bucket::sink`).
 pub async fn receive<S, E>(
     body: S,
-    media: &MediaRoot,
+    media: &dyn MediaStore,
     limits: UploadLimits,
 ) -> Result<Received, UploadError>
 where
     S: Stream<Item = Result<Bytes, E>>,
     E: std::fmt::Display,
 {
-    let staged = media.stage_upload()?;
-    let (file, staged) = staged.into_parts();
-    let path = staged.to_path_buf();
-    let io_error = |source: io::Error| -> UploadError {
-        let error = MediaError::Io {
-            path: path.clone(),
-            source,
-        };
-        if error.is_out_of_space() {
-            UploadError::InsufficientStorage
-        } else {
-            UploadError::Media(error)
+    let id = VideoId::new();
+    let mut target = match media.stage_source(id).await? {
+        Staging::File(file) => {
+            let (file, staged) = file.into_parts();
+            Target::Disk {
+                writer: Some(DiskWriter::start(file)),
+                staged,
+            }
         }
+        Staging::Object(sink) => Target::Object(sink),
     };
-    let writer = DiskWriter::start(file);
     let mut head: Vec<u8> = Vec::with_capacity(SNIFF_LEN);
     let mut container = None;
     let mut size: u64 = 0;
@@ -173,19 +241,13 @@ where
                 container = Some(sniff(&head).ok_or(UploadError::NotAVideo)?);
             }
         }
-        if !writer.write(chunk).await {
-            // The writer stopped: its error says why.
-            return Err(io_error(
-                writer
-                    .finish()
-                    .await
-                    .err()
-                    .unwrap_or_else(|| io::Error::other("writer stopped")),
-            ));
-        }
+        target.write(chunk).await?;
         if size >= next_space_check {
             next_space_check = size + SPACE_CHECK_EVERY;
-            if media.free_bytes()? < limits.min_free_bytes / 2 {
+            if media
+                .upload_free_bytes()?
+                .is_some_and(|free| free < limits.min_free_bytes / 2)
+            {
                 return Err(UploadError::InsufficientStorage);
             }
         }
@@ -197,8 +259,9 @@ where
         Some(container) => container,
         None => sniff(&head).ok_or(UploadError::NotAVideo)?,
     };
-    writer.finish().await.map_err(io_error)?;
+    let staged = target.finish().await?;
     Ok(Received {
+        id,
         staged,
         size,
         container,
@@ -300,6 +363,7 @@ impl DiskWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::folder::FolderStore;
     use futures_util::stream;
 
     fn limits(max_bytes: u64) -> UploadLimits {
@@ -328,22 +392,22 @@ mod tests {
     #[tokio::test]
     async fn a_video_is_written_whole_and_persisted() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let media = MediaRoot::open(dir.path())?;
-        let id = VideoId::new();
+        let media = FolderStore::open(dir.path())?;
         let data = mp4_head();
         let received = receive(chunks(data.clone(), 100), &media, limits(1 << 20)).await?;
         assert_eq!(received.size, data.len() as u64);
         assert_eq!(received.container, Container::IsoBmff);
-        received.persist(&media, id).await?;
+        let id = received.id;
+        received.persist(&media).await?;
         assert_eq!(std::fs::read(media.source_path(id))?, data);
-        assert_eq!(std::fs::read_dir(media.tmp_dir())?.count(), 0);
+        assert_eq!(std::fs::read_dir(media.work().tmp_dir())?.count(), 0);
         Ok(())
     }
 
     #[tokio::test]
     async fn failures_leave_nothing_in_tmp() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let media = MediaRoot::open(dir.path())?;
+        let media = FolderStore::open(dir.path())?;
         let too_large = receive(chunks(mp4_head(), 1000), &media, limits(2000)).await;
         assert!(matches!(
             too_large,
@@ -361,7 +425,7 @@ mod tests {
         ]);
         let dropped = receive(broken, &media, limits(1 << 20)).await;
         assert!(matches!(dropped, Err(UploadError::Body(_))));
-        assert_eq!(std::fs::read_dir(media.tmp_dir())?.count(), 0);
+        assert_eq!(std::fs::read_dir(media.work().tmp_dir())?.count(), 0);
         Ok(())
     }
 }

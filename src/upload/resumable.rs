@@ -16,21 +16,21 @@ use tempfile::TempPath;
 use super::sniff::{Container, SNIFF_LEN, sniff};
 use super::tus::{Checksum, Hasher, TusError};
 use super::{DiskWriter, Received, SPACE_CHECK_EVERY, UploadError, UploadLimits};
-use crate::media::{MediaError, MediaRoot};
+use crate::media::{MediaError, MediaStore};
 
 /// The folder of partial uploads, beside `sources/` (same filesystem, so filing is a rename).
 /// Not in `tmp/`, which a restart empties.
-pub fn uploads_dir(media: &MediaRoot) -> PathBuf {
-    media.root().join("uploads")
+pub fn uploads_dir(media: &dyn MediaStore) -> PathBuf {
+    media.work().root().join("uploads")
 }
 
 /// The partial file of upload `name` (an id made by reel, never user input).
-pub fn partial_path(media: &MediaRoot, name: &str) -> PathBuf {
+pub fn partial_path(media: &dyn MediaStore, name: &str) -> PathBuf {
     uploads_dir(media).join(name)
 }
 
 /// Names of the partial files present, for the sweeper.
-pub fn partial_names(media: &MediaRoot) -> io::Result<Vec<String>> {
+pub fn partial_names(media: &dyn MediaStore) -> io::Result<Vec<String>> {
     match std::fs::read_dir(uploads_dir(media)) {
         Ok(entries) => Ok(entries
             .flatten()
@@ -42,7 +42,7 @@ pub fn partial_names(media: &MediaRoot) -> io::Result<Vec<String>> {
 }
 
 /// Removes a partial file; a missing one is fine.
-pub fn remove_partial(media: &MediaRoot, name: &str) -> Result<(), MediaError> {
+pub fn remove_partial(media: &dyn MediaStore, name: &str) -> Result<(), MediaError> {
     let path = partial_path(media, name);
     match std::fs::remove_file(&path) {
         Err(source) if source.kind() != io::ErrorKind::NotFound => {
@@ -87,7 +87,7 @@ fn io_error(path: &Path) -> impl Fn(io::Error) -> UploadError + '_ {
 pub struct Appender {
     writer: DiskWriter,
     path: PathBuf,
-    media: MediaRoot,
+    media: crate::media::WorkDir,
     limits: UploadLimits,
     /// `Upload-Length`.
     length: u64,
@@ -118,7 +118,7 @@ impl Appender {
     /// Errors: [`TusError::Lost`] when the file is shorter than `offset`; I/O as
     /// [`UploadError`] (507 when the disk is full).
     pub async fn open(
-        media: &MediaRoot,
+        media: &dyn MediaStore,
         name: &str,
         offset: u64,
         length: u64,
@@ -141,7 +141,7 @@ impl Appender {
         Ok(Self {
             writer: DiskWriter::start_at(file, offset),
             path,
-            media: media.clone(),
+            media: media.work().clone(),
             limits,
             length,
             offset,
@@ -294,13 +294,14 @@ fn open_at(
 /// stays where it is until the caller removes it, so a refused filing (queue full) keeps the
 /// bytes for a retry.
 pub async fn stage_complete(
-    media: &MediaRoot,
+    media: &dyn MediaStore,
     name: &str,
     size: u64,
     container: Container,
 ) -> Result<Received, TusError> {
     let source = partial_path(media, name);
     let staged = media
+        .work()
         .tmp_dir()
         .join(format!("tus-{name}-{}", uuid::Uuid::now_v7().simple()));
     let link = {
@@ -315,11 +316,11 @@ pub async fn stage_complete(
     }
     .map_err(|join| io_error(&source)(io::Error::other(join)))?;
     match link {
-        Ok(Some(())) => Ok(Received {
-            staged: TempPath::try_from_path(&staged).map_err(|e| io_error(&staged)(e))?,
+        Ok(Some(())) => Ok(Received::from_file(
+            TempPath::try_from_path(&staged).map_err(|e| io_error(&staged)(e))?,
             size,
             container,
-        }),
+        )),
         Ok(None) => Err(TusError::Lost),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Err(TusError::Lost),
         Err(error) => Err(io_error(&source)(error).into()),

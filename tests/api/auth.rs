@@ -501,3 +501,158 @@ async fn one_owners_many_uploads_do_not_starve_another_owners_one() {
         "ben's job is among the first two to start: {order:?}"
     );
 }
+
+/// A key pair made with `openssl genpkey -algorithm <algorithm>`: (private PKCS#8 PEM, public
+/// PEM file).
+fn genpkey(dir: &Path, algorithm: &str, options: &[&str]) -> (Vec<u8>, std::path::PathBuf) {
+    let private = dir.join(format!("{algorithm}.pem"));
+    let public = dir.join(format!("{algorithm}.pub.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", algorithm])
+        .args(options)
+        .arg("-out")
+        .arg(&private)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success(), "openssl genpkey {algorithm}");
+    let exported = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .expect("openssl");
+    assert!(exported.success());
+    (std::fs::read(private).expect("key"), public)
+}
+
+#[tokio::test]
+async fn rs256_and_eddsa_public_keys_verify_their_tokens_and_refuse_another_key_s() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cases: [(&str, &[&str], Algorithm); 2] = [
+        (
+            "RSA",
+            &["-pkeyopt", "rsa_keygen_bits:2048"],
+            Algorithm::RS256,
+        ),
+        ("ED25519", &[], Algorithm::EdDSA),
+    ];
+    for (kind, options, algorithm) in cases {
+        let (private, public) = genpkey(dir.path(), kind, options);
+        let other_dir = tempfile::tempdir().expect("dir");
+        let (other, _) = genpkey(other_dir.path(), kind, options);
+        let app = TestApp::spawn(&[
+            "--auth",
+            "jwt",
+            "--jwt-public-key-file",
+            public.to_str().expect("path"),
+        ]);
+        let sign = |pem: &[u8]| {
+            let key = match algorithm {
+                Algorithm::RS256 => EncodingKey::from_rsa_pem(pem),
+                _ => EncodingKey::from_ed_pem(pem),
+            }
+            .expect("key");
+            let claims = json!({"sub": "ines", "roles": ["creator"], "exp": now() + 600});
+            jsonwebtoken::encode(&Header::new(algorithm), &claims, &key).expect("sign")
+        };
+        let good = sign(&private);
+        let (status, page) = get_as(&app, Some(&good), "/api/v1/videos").await;
+        assert_eq!(status, 200, "{kind}: {page}");
+        let uploaded = upload_as(&app, &good, &fixtures::tiny()).await;
+        assert_eq!(uploaded.status(), 202, "{kind}: a creator uploads");
+        let forged = sign(&other);
+        assert_eq!(
+            get_as(&app, Some(&forged), "/api/v1/videos").await.0,
+            401,
+            "{kind}: another key's token"
+        );
+    }
+}
+
+#[tokio::test]
+async fn resumable_uploads_need_a_creator_s_token_and_belong_to_whoever_created_them() {
+    let app = jwt_app(&[]);
+    let data = std::fs::read(fixtures::tiny()).expect("fixture");
+    let create = |token: Option<String>| {
+        let mut request = app
+            .client
+            .post(app.url("/api/v1/uploads"))
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Length", data.len().to_string());
+        if let Some(token) = token {
+            request = request.bearer(&token);
+        }
+        request.send()
+    };
+    assert_eq!(create(None).await.expect("create").status(), 401);
+    let viewer = token("vic", &["viewer"]);
+    assert_eq!(create(Some(viewer)).await.expect("create").status(), 403);
+    let ana = token("ana", &["creator"]);
+    let created = create(Some(ana.clone())).await.expect("create");
+    assert_eq!(created.status(), 201);
+    let location = created
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("Location")
+        .to_owned();
+    let url = app.url(&location);
+
+    // Someone else's upload does not exist for them, whatever the method.
+    let bob = token("bob", &["creator"]);
+    let head = |token: &str| {
+        app.client
+            .head(&url)
+            .header("Tus-Resumable", "1.0.0")
+            .bearer(token)
+            .send()
+    };
+    assert_eq!(head(&bob).await.expect("HEAD").status(), 404);
+    let stolen = app
+        .client
+        .patch(&url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .bearer(&bob)
+        .body(data.clone())
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(stolen.status(), 404);
+    let own = head(&ana).await.expect("HEAD");
+    assert_eq!(
+        own.headers()
+            .get("upload-offset")
+            .and_then(|v| v.to_str().ok()),
+        Some("0")
+    );
+    let done = app
+        .client
+        .patch(&url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .bearer(&ana)
+        .body(data.clone())
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(done.status(), 204);
+    let video = done
+        .headers()
+        .get("x-reel-video")
+        .and_then(|v| v.to_str().ok())
+        .expect("X-Reel-Video")
+        .to_owned();
+    // `X-Reel-Video` is the video's path.
+    let (status, resource) = get_as(&app, Some(&ana), &video).await;
+    assert_eq!(
+        (status, resource["owner"].as_str()),
+        (200, Some("ana")),
+        "{resource}"
+    );
+    assert_eq!(get_as(&app, Some(&bob), &video).await.0, 404);
+}

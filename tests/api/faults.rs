@@ -256,7 +256,13 @@ async fn a_thousand_sse_clients_that_vanish_release_their_memory() {
             maximum: Some(limit),
         },
     );
-    let app = TestApp::spawn(&["--x264-preset", "veryslow"]);
+    // The job must outlast three waves whatever the encoder's speed: this ffmpeg reads its
+    // input at a quarter of real time (`-readrate`), so the 20 s clip takes at least 80 s.
+    let bin = tempfile::tempdir().expect("dir");
+    let slow = bin.path().join("ffmpeg");
+    std::fs::write(&slow, "#!/bin/sh\nexec ffmpeg -readrate 0.25 \"$@\"\n").expect("script");
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let app = TestApp::spawn(&["--ffmpeg", slow.to_str().expect("path")]);
     let id = app.upload_id(&fixtures::long()).await;
     app.events(&id, None, |e| {
         e.event == "progress" && e.data["step"] == "encoding"

@@ -2,6 +2,9 @@
 //! One test binary, so one link step; modules only here.
 
 mod auth;
+mod bucket;
+mod bucket_faults;
+mod cli;
 mod contract;
 mod corpus;
 mod events;
@@ -11,6 +14,7 @@ mod fixtures;
 mod forms;
 mod geoip;
 mod helpers;
+mod history;
 mod inputs;
 mod ladder_checks;
 mod library;
@@ -23,6 +27,7 @@ mod private;
 mod properties;
 mod ranges;
 mod recovery;
+mod s3;
 mod scale;
 mod storyboard;
 mod tls;

@@ -324,4 +324,34 @@ async fn missing_or_crippled_tools_stop_start_up_in_plain_words_and_readiness_fo
         (503, Some(false)),
         "{body}"
     );
+    // A job that cannot start the tool goes back to the queue saying which tool, in plain
+    // words, with no server path (the path is in the log only).
+    let id = app.upload_id(&fixtures::tiny()).await;
+    let retried = wait_for_event(&app, &id, "retried").await;
+    let reason = retried["data"]["reason"].as_str().expect("reason");
+    assert!(reason.contains("ffmpeg could not be started"), "{retried}");
+    let video = app.video(&id).await;
+    assert_eq!(video["status"], "queued", "{video}");
+    let bin_path = bin.path().to_str().expect("path");
+    for text in [reason.to_owned(), video.to_string()] {
+        assert!(
+            !text.contains(bin_path) && !text.contains("No such file"),
+            "no path or OS error in public text: {text}"
+        );
+    }
+    assert!(app.logs().contains(bin_path), "the path is in the log");
+}
+
+/// The first `kind` event of the video's history, waiting up to 20 s for it.
+async fn wait_for_event(app: &TestApp, id: &str, kind: &str) -> Value {
+    let mut found = None;
+    wait_until(kind, Duration::from_secs(20), async || {
+        let (_, history) = app.get_json(&format!("/api/v1/videos/{id}/history")).await;
+        found = history["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|e| e["kind"] == kind).cloned());
+        found.is_some()
+    })
+    .await;
+    found.expect("event")
 }

@@ -58,6 +58,8 @@ export async function startProxy(upstream, { cutAfter = Infinity, cuts = 0, rate
     url: `http://127.0.0.1:${own}`,
     port: own,
     stats,
+    /** Cuts every open connection (the network drops), keeps listening. */
+    cutAll: () => { for (const socket of sockets) socket.destroy(); },
     close: () => new Promise((resolve) => {
       for (const socket of sockets) socket.destroy();
       server.close(() => resolve());

@@ -44,7 +44,12 @@ def filter_body(context, body):
     # Likewise `metadata` (a JSON object): a string part holding `{}` is a valid object on the
     # wire, whatever the schema generator meant by it.
     if isinstance(body, dict) and "metadata" in body:
-        return isinstance(body["metadata"], dict) or body["metadata"] is None
+        if not (isinstance(body["metadata"], dict) or body["metadata"] is None):
+            return False
+    # And `visibility`: a part whose value is not text cannot be told from one that is (and
+    # schemathesis does not write such parts under their own name).
+    if isinstance(body, dict) and "visibility" in body:
+        return isinstance(body["visibility"], str) or body["visibility"] is None
     return True
 
 

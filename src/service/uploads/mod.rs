@@ -39,6 +39,8 @@ const LOCK_LEASE: Duration = Duration::from_secs(15);
 const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 /// …or after this long, whichever comes first; each record also renews the lock.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// Longest a `HEAD` waits for a request that is still writing the upload to end.
+const HEAD_SETTLE: Duration = Duration::from_secs(2);
 /// Expired uploads removed per statement by the sweeper.
 const SWEEP_BATCH: u32 = 100;
 
@@ -109,6 +111,12 @@ impl Service {
             ..UploadMeta::default()
         };
         self.admit_upload(caller, &meta).await?;
+        // The partial file grows in the local media dir, whatever the store.
+        crate::upload::check_local_space(
+            self.media.work(),
+            &self.upload_limits(),
+            Some(new.length),
+        )?;
         if new.length == 0 {
             return Err(UploadError::Empty.into());
         }
@@ -132,7 +140,23 @@ impl Service {
     }
 
     /// The upload's durable offset and, once complete, its video (`HEAD`).
+    ///
+    /// A `HEAD` that arrives while a request still writes the upload (typically one whose
+    /// connection was just cut, still making its last bytes durable) waits up to
+    /// [`HEAD_SETTLE`] for it to end, so the offset it answers is where the next `PATCH` can
+    /// start: a client that retries at once would otherwise resend bytes the server already
+    /// has and get a 409 (tusd likewise takes the upload's lock for `HEAD`).
     pub async fn upload_status(&self, caller: &Caller, id: UploadId) -> Result<UploadStatus> {
+        let upload = self.owned_upload(caller, id).await?;
+        let settle_by = Instant::now() + HEAD_SETTLE;
+        let mut waited = false;
+        while Instant::now() < settle_by && self.store.upload_is_locked(id, node_id()).await? {
+            waited = true;
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        if !waited {
+            return Ok(UploadStatus::from(&upload));
+        }
         Ok(UploadStatus::from(&self.owned_upload(caller, id).await?))
     }
 
@@ -140,7 +164,7 @@ impl Service {
     pub async fn terminate_upload(&self, caller: &Caller, id: UploadId) -> Result<()> {
         self.owned_upload(caller, id).await?;
         self.store.delete_upload(id).await?;
-        resumable::remove_partial(&self.media, &id.to_string())?;
+        resumable::remove_partial(self.media.as_ref(), &id.to_string())?;
         info!(upload.id = %id, "tus upload terminated");
         Ok(())
     }
@@ -248,7 +272,7 @@ impl Service {
         if let Err(error) = self.store.delete_upload(id).await {
             warn!(upload.id = %id, %error, "cannot remove a refused upload's row; it will expire");
         }
-        if let Err(error) = resumable::remove_partial(&self.media, &id.to_string()) {
+        if let Err(error) = resumable::remove_partial(self.media.as_ref(), &id.to_string()) {
             warn!(upload.id = %id, %error, "cannot remove a refused upload's file");
         }
     }
@@ -260,16 +284,16 @@ impl Service {
         loop {
             let expired = self.store.delete_expired_uploads(SWEEP_BATCH).await?;
             for id in &expired {
-                resumable::remove_partial(&self.media, &id.to_string())?;
+                resumable::remove_partial(self.media.as_ref(), &id.to_string())?;
             }
             removed += expired.len();
             if expired.len() < SWEEP_BATCH as usize {
                 break;
             }
         }
-        let names = resumable::partial_names(&self.media).map_err(|source| {
+        let names = resumable::partial_names(self.media.as_ref()).map_err(|source| {
             crate::media::MediaError::Io {
-                path: resumable::uploads_dir(&self.media),
+                path: resumable::uploads_dir(self.media.as_ref()),
                 source,
             }
         })?;
@@ -279,7 +303,7 @@ impl Service {
                 Err(_) => true,
             };
             if orphan {
-                resumable::remove_partial(&self.media, &name)?;
+                resumable::remove_partial(self.media.as_ref(), &name)?;
                 removed += 1;
             }
         }

@@ -9,14 +9,14 @@ use crate::auth::Role;
 use crate::bus::Node;
 use crate::bus::local::LocalBus;
 use crate::config::Config;
-use crate::media::MediaRoot;
+use crate::media::folder::FolderStore;
 use crate::progress::Hub;
 use crate::store::Store;
 use crate::transcode::tools::Tools;
 
 async fn service(dir: &std::path::Path) -> Result<Service, Box<dyn std::error::Error>> {
     let config = Config::for_dir(dir);
-    let media = MediaRoot::open(dir)?;
+    let media: crate::media::Media = Arc::new(FolderStore::open(dir)?);
     let store = Store::connect(&Store::sqlite_url_in(dir), 2).await?;
     let node = Node::new(Arc::new(Hub::new()));
     let tools = Tools::check(&config.ffmpeg, &config.ffprobe).await?;

@@ -38,13 +38,17 @@ impl Service {
             .into());
         }
         let limits = self.upload_limits();
-        upload::check_space(&self.media, &limits, Some(upload.length - upload.offset))?;
+        upload::check_local_space(
+            self.media.work(),
+            &limits,
+            Some(upload.length - upload.offset),
+        )?;
         let container = upload
             .container
             .as_deref()
             .and_then(resumable::container_from_mime);
         let opened = Appender::open(
-            &self.media,
+            self.media.as_ref(),
             &id.to_string(),
             upload.offset,
             upload.length,
@@ -209,7 +213,7 @@ impl Service {
             Err(TusError::Locked.into())
         } else {
             // Terminated while this request wrote: its file may have been made again.
-            resumable::remove_partial(&self.media, &upload.id.to_string())?;
+            resumable::remove_partial(self.media.as_ref(), &upload.id.to_string())?;
             Err(TusError::NotFound.into())
         }
     }
@@ -242,10 +246,10 @@ impl Service {
         self.admit_upload(caller, &meta).await?;
         let name = upload.id.to_string();
         let received =
-            resumable::stage_complete(&self.media, &name, upload.length, container).await?;
+            resumable::stage_complete(self.media.as_ref(), &name, upload.length, container).await?;
         let video = self.file_upload(caller, received, meta).await?;
         // The video exists. Forget the bytes first: a retry must never file a second copy.
-        if let Err(error) = resumable::remove_partial(&self.media, &name) {
+        if let Err(error) = resumable::remove_partial(self.media.as_ref(), &name) {
             warn!(upload.id = %upload.id, %error, "cannot remove a filed upload's file");
         }
         match self

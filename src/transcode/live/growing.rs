@@ -11,9 +11,11 @@ use super::super::ladder::PlannedRung;
 use super::super::master;
 use super::super::plan::AUDIO_RENDITION;
 use super::super::playlist::{self, PlaylistError, WrittenAudio, WrittenRung};
+use super::LiveRoot;
 use super::{GROWING_MARKER, LiveError, io};
 use crate::domain::{Video, VideoId, Visibility};
-use crate::media::{MediaError, MediaRoot, mark_private, sync_dir};
+use crate::media::folder::mark_private;
+use crate::media::{MediaError, sync_dir};
 use crate::store::Lease;
 
 /// One rendition's media playlist as ffmpeg wrote it so far, with its folder name.
@@ -37,7 +39,7 @@ pub(super) enum Growth {
 
 /// The growing ladder of one attempt.
 pub(super) struct Growing {
-    media: MediaRoot,
+    media: LiveRoot,
     id: VideoId,
     token: i64,
     /// ffmpeg's folder (the plan's `out_dir`).
@@ -54,7 +56,7 @@ pub(super) struct Growing {
 }
 
 impl Growing {
-    pub(super) fn new(media: &MediaRoot, video: &Video, lease: Lease, plan: &EncodePlan) -> Self {
+    pub(super) fn new(media: &LiveRoot, video: &Video, lease: Lease, plan: &EncodePlan) -> Self {
         Self {
             media: media.clone(),
             id: video.id,

@@ -27,7 +27,7 @@ use super::Encoders;
 use super::ffmpeg::EncodePlan;
 use super::playlist::PlaylistError;
 use crate::domain::{Video, VideoId};
-use crate::media::{MediaError, MediaRoot, sync_dir};
+use crate::media::{MediaError, MediaStore};
 use crate::progress::JobEvent;
 use crate::store::Lease;
 
@@ -62,10 +62,32 @@ pub fn is_growing(dir: &Path) -> bool {
     dir.join(GROWING_MARKER).is_file()
 }
 
+/// Where ladders live on the local disk (`<media>/hls`), when the store is a folder.
+#[derive(Debug, Clone)]
+pub(super) struct LiveRoot(PathBuf);
+
+impl LiveRoot {
+    /// `None` for a store without a local ladder folder (a bucket): no progressive publication.
+    pub(super) fn of(media: &dyn MediaStore) -> Option<Self> {
+        media.local_hls_root().map(Self)
+    }
+
+    pub(super) fn hls_root(&self) -> PathBuf {
+        self.0.clone()
+    }
+
+    pub(super) fn hls_dir(&self, id: VideoId) -> PathBuf {
+        self.0.join(id.to_string())
+    }
+}
+
 /// Removes a growing ladder left by an attempt that died (a crash, `kill -9`), whatever its
 /// owner; a finished ladder (no marker) is kept. Used by recovery before the job runs again.
-pub fn remove_growing(media: &MediaRoot, id: VideoId) -> Result<bool, MediaError> {
-    let dir = media.hls_dir(id);
+pub fn remove_growing(media: &dyn MediaStore, id: VideoId) -> Result<bool, MediaError> {
+    let Some(root) = LiveRoot::of(media) else {
+        return Ok(false);
+    };
+    let dir = root.hls_dir(id);
     if !is_growing(&dir) {
         return Ok(false);
     }
@@ -73,10 +95,18 @@ pub fn remove_growing(media: &MediaRoot, id: VideoId) -> Result<bool, MediaError
     Ok(true)
 }
 
+/// Whether `id`'s published ladder is still growing (a folder store's marker exists).
+pub fn ladder_is_growing(media: &dyn MediaStore, id: VideoId) -> bool {
+    LiveRoot::of(media).is_some_and(|root| is_growing(&root.hls_dir(id)))
+}
+
 /// Removes the growing ladder of the attempt holding `lease`, if it is still there and still
 /// its own (a newer attempt's ladder is left alone). Best effort: logged, not returned.
-pub(super) fn withdraw(media: &MediaRoot, lease: Lease) {
-    let dir = media.hls_dir(lease.video);
+pub(super) fn withdraw(media: &dyn MediaStore, lease: Lease) {
+    let Some(root) = LiveRoot::of(media) else {
+        return;
+    };
+    let dir = root.hls_dir(lease.video);
     let owner = std::fs::read_to_string(dir.join(GROWING_MARKER)).ok();
     if owner.as_deref().map(str::trim) != Some(lease.token.to_string().as_str()) {
         return;
@@ -85,32 +115,6 @@ pub(super) fn withdraw(media: &MediaRoot, lease: Lease) {
         Ok(()) => info!("the partial ladder was withdrawn"),
         Err(error) => warn!(%error, "cannot withdraw the partial ladder"),
     }
-}
-
-/// Publishes a finished ladder at `hls/<id>`: over a growing one by exchanging the two folders
-/// in one `renameat2(RENAME_EXCHANGE)` (then removing the old one, whose files are links of the
-/// new one's), else by [`MediaRoot::publish`].
-pub(super) fn publish(
-    media: &MediaRoot,
-    ladder: &Path,
-    id: VideoId,
-) -> Result<PathBuf, MediaError> {
-    let target = media.hls_dir(id);
-    if !is_growing(&target) {
-        return media.publish(ladder, id);
-    }
-    rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        ladder,
-        rustix::fs::CWD,
-        &target,
-        rustix::fs::RenameFlags::EXCHANGE,
-    )
-    .map_err(|errno| io(&target)(errno.into()))?;
-    sync_dir(&media.hls_root());
-    // `ladder` now names the growing folder; it must go so that an undo can rename back.
-    std::fs::remove_dir_all(ladder).map_err(io(ladder))?;
-    Ok(target)
 }
 
 impl Encoders {
@@ -125,7 +129,11 @@ impl Encoders {
         plan: &EncodePlan,
         done: &CancellationToken,
     ) {
-        let mut growing = Growing::new(&self.media, video, lease, plan);
+        let Some(root) = LiveRoot::of(self.media.as_ref()) else {
+            // A bucket: the ladder is published when it is done.
+            return;
+        };
+        let mut growing = Growing::new(&root, video, lease, plan);
         let mut announced = false;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

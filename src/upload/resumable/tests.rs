@@ -1,4 +1,5 @@
 use super::*;
+use crate::media::folder::FolderStore;
 use std::time::Duration;
 
 fn limits() -> UploadLimits {
@@ -20,7 +21,7 @@ fn mp4(size: usize) -> Vec<u8> {
 async fn an_upload_grows_over_requests_and_a_crashed_tail_is_cut()
 -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let media = MediaRoot::open(dir.path())?;
+    let media = FolderStore::open(dir.path())?;
     let data = mp4(3000);
     let length = data.len() as u64;
 
@@ -50,8 +51,8 @@ async fn an_upload_grows_over_requests_and_a_crashed_tail_is_cut()
     assert_eq!(std::fs::read(partial_path(&media, "u1"))?, data);
 
     let received = stage_complete(&media, "u1", length, Container::IsoBmff).await?;
-    let id = crate::domain::VideoId::new();
-    received.persist(&media, id).await?;
+    let id = received.id;
+    received.persist(&media).await?;
     assert_eq!(std::fs::read(media.source_path(id))?, data);
     assert!(partial_path(&media, "u1").exists(), "kept until filed");
     Ok(())
@@ -61,7 +62,7 @@ async fn an_upload_grows_over_requests_and_a_crashed_tail_is_cut()
 async fn refusals_overlong_junk_checksum_and_lost_bytes() -> Result<(), Box<dyn std::error::Error>>
 {
     let dir = tempfile::tempdir()?;
-    let media = MediaRoot::open(dir.path())?;
+    let media = FolderStore::open(dir.path())?;
     let data = mp4(1000);
 
     let mut over = Appender::open(&media, "u2", 0, 10, None, None, limits()).await?;
