@@ -204,6 +204,22 @@ fn ascii_fallback(name: &str) -> String {
     }
 }
 
+/// The length of the `Content-Range: bytes a-b/len` a 206 carries (`b - a + 1`).
+fn content_range_len(response: &HttpResponse) -> Option<u64> {
+    let value = response
+        .headers()
+        .get(header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    let (from, to) = value
+        .strip_prefix("bytes ")?
+        .split_once('/')?
+        .0
+        .split_once('-')?;
+    let (from, to): (u64, u64) = (from.parse().ok()?, to.parse().ok()?);
+    to.checked_sub(from).map(|n| n + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,20 +238,4 @@ mod tests {
         assert!(attachment(id, None).ends_with(&format!("''{id}.video")));
         assert!(attachment(id, Some("clip-4s.mp4")).ends_with("UTF-8''clip-4s.mp4"));
     }
-}
-
-/// The length of the `Content-Range: bytes a-b/len` a 206 carries (`b - a + 1`).
-fn content_range_len(response: &HttpResponse) -> Option<u64> {
-    let value = response
-        .headers()
-        .get(header::CONTENT_RANGE)?
-        .to_str()
-        .ok()?;
-    let (from, to) = value
-        .strip_prefix("bytes ")?
-        .split_once('/')?
-        .0
-        .split_once('-')?;
-    let (from, to): (u64, u64) = (from.parse().ok()?, to.parse().ok()?);
-    to.checked_sub(from).map(|n| n + 1)
 }
