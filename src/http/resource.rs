@@ -122,6 +122,12 @@ pub struct UploadForm {
 #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream", min_length = 1)]
 pub struct VideoBytes(pub Vec<u8>);
 
+/// Bytes of a resumable upload at the request's `Upload-Offset` (tus 1.0: any bytes; not
+/// checked against a schema).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary, content_media_type = "application/offset+octet-stream")]
+pub struct UploadBytes(pub Vec<u8>);
+
 /// One Server-Sent Event as a client parses it (the `text/event-stream` framing).
 #[derive(ToSchema)]
 pub struct EventFrame {

@@ -138,7 +138,7 @@ fn capabilities(service: &Service) -> HttpResponse {
 /// Create an upload (tus creation), optionally with its first bytes (creation-with-upload).
 #[utoipa::path(
     tag = "uploads",
-    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream",
+    request_body(content = super::resource::UploadBytes, content_type = "application/offset+octet-stream",
         description = "Optional: the first bytes of the upload (creation-with-upload)"),
     params(
         ("Tus-Resumable" = String, Header, pattern = r"^1\.0\.0$", description = "The tus version the client speaks: `1.0.0` (tus 1.0); anything else is a 412"),
@@ -287,7 +287,7 @@ async fn offset(
 /// step is refused (503), the bytes are kept and an empty PATCH at the final offset retries it.
 #[utoipa::path(
     tag = "uploads",
-    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    request_body(content = super::resource::UploadBytes, content_type = "application/offset+octet-stream"),
     params(
         ("id" = String, Path, description = "Upload id"),
         ("Tus-Resumable" = String, Header, pattern = r"^1\.0\.0$", description = "The tus version the client speaks: `1.0.0` (tus 1.0); anything else is a 412"),

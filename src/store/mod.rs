@@ -229,6 +229,15 @@ impl Store {
                     }
                 })
             })
+            // A connection released while it still counts itself inside a transaction (on
+            // SQLite: a COMMIT that failed on a full disk, which SQLite may have rolled back on
+            // its own) is closed, not reused: sqlx would turn the next BEGIN on it into a
+            // savepoint and refuse it (`InvalidSavePointStatement`).
+            .after_release(move |conn, _| {
+                Box::pin(async move {
+                    Ok(dialect != Dialect::Sqlite || !sqlx::Connection::is_in_transaction(conn))
+                })
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {

@@ -401,3 +401,54 @@ async fn a_process_started_without_delivery_serves_the_api_but_calls_nobody() {
     assert_eq!(state["delivery"]["cursor"], created["delivery"]["cursor"]);
     assert!(state["delivery"]["last_attempt_at"].is_null());
 }
+
+#[tokio::test]
+async fn receivers_that_hang_never_delay_another_endpoint_and_are_cut_off_after_10_s() {
+    let slow = Receiver::start();
+    let fast = Receiver::start();
+    let app = TestApp::spawn(&allow_private());
+    // Two endpoints whose receiver answers after a minute (each call is cut off at 10 s),
+    // next to one that answers at once.
+    for path in ["/hang-1", "/hang-2"] {
+        endpoint(&app, &slow, path, json!(null)).await;
+    }
+    slow.control(json!({"delay_ms": 60_000})).await;
+    endpoint(&app, &fast, "/fast", json!(null)).await;
+
+    let video = app.upload_id(&fixtures::tiny()).await;
+    app.wait_for(&video, "ready").await;
+    let expected = expected_ids(&app, std::slice::from_ref(&video)).await;
+    let got = eventually(&app, "every event on the fast endpoint", || async {
+        let got = fast.delivered("/fast");
+        (got.len() >= expected.len()).then_some(got)
+    })
+    .await;
+    assert_eq!(got, expected, "in order, while the others hang");
+    // The hanging receivers have not answered one call yet: the fast one did not wait for them.
+    for path in ["/hang-1", "/hang-2"] {
+        assert!(slow.delivered(path).is_empty(), "{path} still hangs");
+        assert!(
+            !slow.calls(path, "received").is_empty(),
+            "{path} was called"
+        );
+    }
+    let hung = eventually(&app, "a hanging call cut off as a timeout", || async {
+        let (_, list) = app.get_json("/api/v1/webhooks").await;
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|w| {
+                w["url"].as_str().is_some_and(|u| u.ends_with("/hang-1"))
+                    && w["delivery"]["last_error"].is_string()
+            })
+            .cloned()
+    })
+    .await;
+    assert!(
+        hung["delivery"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("10 s")),
+        "{hung}"
+    );
+}

@@ -30,6 +30,10 @@ def map_body(context, body):
     return body
 
 
+# tus bodies (`PATCH` and creation-with-upload) are raw bytes under their own media type.
+schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
+
+
 @schemathesis.hook
 def filter_body(context, body):
     """Skip form bodies whose `title` is not text (or whose `metadata` is not an object): a multipart part is text on the wire, so a
