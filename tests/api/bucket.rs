@@ -232,7 +232,8 @@ async fn a_single_node_aborts_stale_multipart_uploads_at_start_and_readyz_report
     let url = format!("sqlite://{}/reel.db", media.path().display());
     let mut args = flags.clone();
     args.extend(["--database-url", url.as_str()]);
-    let app = TestApp::start("serve", &media.path().to_path_buf(), &args, vec![media]);
+    let path = media.path().to_path_buf();
+    let app = TestApp::start("serve", &path, &args, vec![media]);
     wait_until("the stale upload is aborted", DEADLINE, async || {
         s3.multipart_uploads(BUCKET).await == ["other/app/file"]
     })
