@@ -68,13 +68,7 @@ pub async fn changes(
     caller: Caller,
     query: web::Query<ChangesQuery>,
 ) -> Result<web::Json<ChangesPage>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            "`limit` must be between 1 and 1000.",
-        ));
-    }
+    let limit = super::page_limit(query.limit)?;
     let wait = query.wait.unwrap_or(0);
     if wait > 60 {
         return Err(ApiError::bad_request(

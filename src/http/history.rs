@@ -71,13 +71,7 @@ pub async fn history(
     id: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> Result<web::Json<HistoryPage>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            "`limit` must be between 1 and 1000.",
-        ));
-    }
+    let limit = super::page_limit(query.limit)?;
     let after = query.after.unwrap_or(0).max(0);
     let page = service
         .history(&caller, parse_id(&id)?, after, limit + 1)

@@ -154,6 +154,20 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     document
 }
 
+/// The `limit` of a history-like page (history, change feed, dead letters): 1 to 1000,
+/// default 100; `400 invalid_limit` otherwise. The handlers ask the store for one more row to
+/// know whether a next page exists.
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            "`limit` must be between 1 and 1000.",
+        ));
+    }
+    Ok(limit)
+}
+
 /// Video ids in URLs are canonical: a lowercase, hyphenated UUID. Every other spelling the
 /// `uuid` crate would accept (upper case, braces, `urn:uuid:`, no hyphens) is a 404, so one
 /// video has one URL.

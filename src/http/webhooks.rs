@@ -227,13 +227,7 @@ pub async fn dead_letters(
     id: web::Path<String>,
     query: web::Query<DeadLetterQuery>,
 ) -> Result<web::Json<DeadLetterPage>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            "`limit` must be between 1 and 1000.",
-        ));
-    }
+    let limit = super::page_limit(query.limit)?;
     let after = query.after.unwrap_or(0).max(0);
     let found = service
         .webhooks()
