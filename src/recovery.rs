@@ -73,7 +73,7 @@ pub async fn reconcile(
         // may be running elsewhere, and its ladder is left to it.
         if *status != VideoStatus::Ready
             && (single_node || *status != VideoStatus::Processing)
-            && let Err(error) = crate::transcode::live::remove_growing(media, id)
+            && let Err(error) = media.withdraw_growing(id, None).await
         {
             warn!(video.id = %id, %error, "cannot remove a partial ladder");
         }

@@ -85,8 +85,7 @@ pub async fn hls(
         .await?
         .map_err(ApiError::playback)?;
     // A ladder that grows while it encodes: its playlists change (its segments do not).
-    let growing = extension(name) == "m3u8"
-        && crate::transcode::live::ladder_is_growing(service.media().as_ref(), id);
+    let growing = extension(name) == "m3u8" && service.media().is_growing(id).await?;
     let cache = match &signed {
         Some(_) if growing => CacheControl(vec![CacheDirective::Private, CacheDirective::NoCache]),
         None if growing => CacheControl(vec![CacheDirective::NoCache]),

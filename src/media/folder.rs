@@ -1,6 +1,9 @@
 //! The media store as a local folder (the default): `sources/<id>`, `hls/<id>/`, next to the
 //! work area's `tmp/` on the same filesystem, so filing an upload and publishing a ladder are
-//! each one atomic rename. nginx serves `hls/` and `sources/` straight from it.
+//! each one atomic rename. nginx serves `hls/` and `sources/` straight from it. A ladder
+//! that grows while it encodes is in [`live`].
+
+mod live;
 
 use std::io::SeekFrom;
 use std::os::unix::fs::MetadataExt;
@@ -13,8 +16,9 @@ use tempfile::TempPath;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{
-    ByteStream, Fence, Inventory, LadderState, LocalSource, MASTER, MediaError, MediaStore,
-    ObjectHead, PRIVATE_MARKER, Staging, WorkDir, remove_if_exists, sync_dir,
+    ByteStream, Fence, GROWING_MARKER, GrowingLadder, Inventory, LadderState, LocalSource, MASTER,
+    MediaError, MediaStore, ObjectHead, PRIVATE_MARKER, Staging, WorkDir, remove_if_exists,
+    sync_dir,
 };
 use crate::domain::VideoId;
 
@@ -127,10 +131,6 @@ impl MediaStore for FolderStore {
         "folder"
     }
 
-    fn local_hls_root(&self) -> Option<PathBuf> {
-        Some(self.hls_root())
-    }
-
     fn work(&self) -> &WorkDir {
         &self.work
     }
@@ -228,6 +228,21 @@ impl MediaStore for FolderStore {
             Ok(())
         })
         .await
+    }
+
+    fn grow_ladder(&self, id: VideoId, token: i64, private: bool) -> Box<dyn GrowingLadder + '_> {
+        Box::new(live::FolderGrowing::new(self, id, token, private))
+    }
+
+    async fn is_growing(&self, id: VideoId) -> Result<bool, MediaError> {
+        Ok(tokio::fs::try_exists(self.hls_dir(id).join(GROWING_MARKER))
+            .await
+            .unwrap_or(false))
+    }
+
+    async fn withdraw_growing(&self, id: VideoId, owner: Option<i64>) -> Result<bool, MediaError> {
+        let dir = self.hls_dir(id);
+        blocking(&dir.clone(), move || live::withdraw(&dir, owner)).await
     }
 
     async fn uncommit_ladder(&self, id: VideoId, ladder: &Path) -> Result<(), MediaError> {

@@ -13,6 +13,7 @@
 mod args;
 pub mod bucket;
 pub mod folder;
+pub mod live;
 mod work;
 
 use std::io;
@@ -27,6 +28,7 @@ use tempfile::{NamedTempFile, TempPath};
 
 use crate::domain::VideoId;
 pub use args::{OpenError, StorageArgs, StorageConfigError};
+pub use live::{GROWING_MARKER, GrowingLadder, Growth};
 pub use work::WorkDir;
 
 /// The file inside a ladder that makes it private (a dot file: never served).
@@ -174,11 +176,6 @@ impl Inventory {
 pub trait MediaStore: Send + Sync + std::fmt::Debug {
     /// `folder` or `bucket`, for logs and `/readyz`.
     fn kind(&self) -> &'static str;
-    /// The local folder that holds `hls/<id>` ladders, when the store is one (a ladder can
-    /// then grow in place while it encodes, see `transcode::live`); `None` for a bucket.
-    fn local_hls_root(&self) -> Option<std::path::PathBuf> {
-        None
-    }
     /// The local work area.
     fn work(&self) -> &WorkDir;
     /// Start-up check: the store is reachable and writable (a probe is written and removed).
@@ -211,20 +208,34 @@ pub trait MediaStore: Send + Sync + std::fmt::Debug {
     async fn fetch_source(&self, id: VideoId) -> Result<LocalSource, MediaError>;
 
     /// Writes everything of the ladder in `ladder` except the master (invisible until then),
-    /// asking `fence` before each write.
+    /// asking `fence` before each write. Segments a growing ladder already stored are not
+    /// written again; its playlists are replaced after the segments.
     async fn stage_ladder(
         &self,
         id: VideoId,
         ladder: &Path,
         fence: &dyn Fence,
     ) -> Result<(), MediaError>;
-    /// Publishes the staged ladder: the private marker, then the master, last.
+    /// Publishes the staged ladder: the private marker, then the master, last; a ladder that
+    /// grew while it encoded is replaced, and its [`GROWING_MARKER`] goes.
     async fn commit_ladder(
         &self,
         id: VideoId,
         ladder: &Path,
         private: bool,
     ) -> Result<(), MediaError>;
+    /// Where the ladder of `id` grows while the attempt holding lease `token` encodes it (see
+    /// [`live`]); `private` ladders get the private marker before their master. Nothing is
+    /// written until [`GrowingLadder::appear`].
+    fn grow_ladder(&self, id: VideoId, token: i64, private: bool) -> Box<dyn GrowingLadder + '_>;
+    /// Whether the ladder of `id` is still growing (its [`GROWING_MARKER`] is there): its
+    /// playlists are then served `no-cache`.
+    async fn is_growing(&self, id: VideoId) -> Result<bool, MediaError>;
+    /// Removes the growing ladder of `id` (every file below `hls/<id>/`, the master first and
+    /// the marker last): only the attempt `owner`'s when `Some` (a newer attempt's is left
+    /// alone), whoever owns it when `None` (a restart). A ladder without the marker (finished,
+    /// or never grown) is kept. Returns whether one was removed.
+    async fn withdraw_growing(&self, id: VideoId, owner: Option<i64>) -> Result<bool, MediaError>;
     /// Takes back a commit whose database change failed.
     async fn uncommit_ladder(&self, id: VideoId, ladder: &Path) -> Result<(), MediaError>;
     /// A published ladder file (`rel` is `name` or `rung/name`, already checked as plain).

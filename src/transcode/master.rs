@@ -95,6 +95,26 @@ pub fn multivariant(
     }
 }
 
+/// `master.m3u8` and one `<rung>.m3u8` per rung, as `(file name, playlist)`.
+pub fn all(
+    rungs: &[WrittenRung],
+    audio: Option<&WrittenAudio>,
+    frame_rate: f64,
+) -> Vec<(String, MasterPlaylist)> {
+    let every: Vec<&WrittenRung> = rungs.iter().collect();
+    std::iter::once((
+        "master.m3u8".to_owned(),
+        multivariant(&every, audio, frame_rate),
+    ))
+    .chain(rungs.iter().map(|rung| {
+        (
+            single_rung_name(rung),
+            multivariant(&[rung], audio, frame_rate),
+        )
+    }))
+    .collect()
+}
+
 /// Writes `master.m3u8` and one `<rung>.m3u8` per rung into `dir`.
 pub fn write_all(
     dir: &Path,
@@ -102,16 +122,8 @@ pub fn write_all(
     audio: Option<&WrittenAudio>,
     frame_rate: f64,
 ) -> Result<(), PlaylistError> {
-    let all: Vec<&WrittenRung> = rungs.iter().collect();
-    write(
-        &dir.join("master.m3u8"),
-        &multivariant(&all, audio, frame_rate),
-    )?;
-    for rung in rungs {
-        write(
-            &dir.join(single_rung_name(rung)),
-            &multivariant(&[rung], audio, frame_rate),
-        )?;
+    for (name, playlist) in all(rungs, audio, frame_rate) {
+        write(&dir.join(name), &playlist)?;
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod probe;
 pub mod supervise;
 pub mod tools;
 
+mod fence;
 mod job;
 pub mod live;
 mod outputs;
@@ -302,7 +303,7 @@ impl Encoders {
     /// A job's task panicked: fail it with a reason (the worker goes on).
     async fn after_panic(&self, lease: Lease) {
         error!(video.id = %lease.video, "a job panicked; failing it");
-        live::withdraw(self.media.as_ref(), lease);
+        live::withdraw(self.media.as_ref(), lease).await;
         let error = JobError {
             code: "internal_error".into(),
             message: "An internal error stopped the processing of this video; it was logged for \

@@ -3,7 +3,7 @@
 //!
 //! Publishing a ready ladder ends inside the `ready` transaction: first every file but the
 //! master is staged (nothing for the folder; uploaded for a bucket, each write only while the
-//! lease is confirmed, see [`LeaseFence`]), then the row is changed under the lease (which
+//! lease is confirmed, see [`LeaseFence`](super::fence::LeaseFence)), then the row is changed under the lease (which
 //! holds it), the ladder is committed (the folder's one rename; the bucket's master playlist,
 //! written last), then the change commits. A worker that lost its lease matches no row, so it
 //! can never publish over the attempt that replaced it, and readers never see `ready` without
@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use tracing::{error, warn};
 
 use super::Encoders;
+use super::fence::LeaseFence;
 use super::job::{Encoded, JobFailure, retry_delay};
 use crate::domain::{JobError, Video, VideoStatus, Visibility};
-use crate::media::{Fence, MediaError};
+use crate::media::MediaError;
 use crate::progress::JobEvent;
 use crate::store::{Lease, Outcome, StoreError};
 
@@ -58,35 +59,6 @@ where
     }
 }
 
-/// Lets a ladder write start only while the job's lease surely outlasts it: the lease was
-/// confirmed (renewed) recently enough that `confirmed + bound < lease`. A new attempt can
-/// claim the job only after the lease ran out, so a worker that lost it (paused, cut off from
-/// the database) can never write over the ladder of the attempt that replaced it.
-struct LeaseFence<'a> {
-    store: &'a crate::store::Store,
-    lease: Lease,
-    duration: Duration,
-    confirmed: tokio::sync::Mutex<Option<Instant>>,
-}
-
-#[async_trait::async_trait]
-impl Fence for LeaseFence<'_> {
-    async fn hold(&self, bound: Duration) -> Result<(), MediaError> {
-        let mut confirmed = self.confirmed.lock().await;
-        if confirmed.is_some_and(|at| at.elapsed() + bound < self.duration) {
-            return Ok(());
-        }
-        let asked = Instant::now();
-        match self.store.renew(&self.lease, self.duration).await {
-            Ok(true) if bound < self.duration => {
-                *confirmed = Some(asked);
-                Ok(())
-            }
-            Ok(_) | Err(_) => Err(MediaError::Fenced),
-        }
-    }
-}
-
 impl Encoders {
     /// Records the outcome and tells subscribers; returns the metric label.
     pub(super) async fn settle(
@@ -100,14 +72,14 @@ impl Encoders {
             Ok(encoded) => {
                 let label = self.publish(lease, encoded).await;
                 if label != "ready" {
-                    super::live::withdraw(self.media.as_ref(), lease);
+                    super::live::withdraw(self.media.as_ref(), lease).await;
                 }
                 return label;
             }
             Err(failure) => failure,
         };
         // A ladder that grew while it encoded goes before anyone is told (players get 404).
-        super::live::withdraw(self.media.as_ref(), lease);
+        super::live::withdraw(self.media.as_ref(), lease).await;
         match failure {
             JobFailure::Fatal(error) => {
                 warn!(code = %error.code, reason = %error.message, "job failed");
@@ -155,12 +127,7 @@ impl Encoders {
     /// Publishes the ladder together with the `ready` commit, then tells subscribers. The
     /// database is retried with patience while it is away; the ladder is kept meanwhile.
     async fn publish(&self, lease: Lease, encoded: Encoded) -> &'static str {
-        let fence = LeaseFence {
-            store: &self.store,
-            lease,
-            duration: self.settings.lease,
-            confirmed: Default::default(),
-        };
+        let fence = LeaseFence::new(&self.store, lease, self.settings.lease);
         if let Err(failure) = self
             .media
             .stage_ladder(lease.video, &encoded.ladder, &fence)

@@ -3,12 +3,14 @@
 //!
 //! Every request is bounded: small requests by `--s3-timeout-secs` (one retry), streaming
 //! GETs by the same time without a byte. Sources are streamed in as multipart uploads
-//! ([`sink`]); ladders are written file by file with the master last ([`ladder`]); what
-//! crashed uploads left is found and aborted by [`stale`].
+//! ([`sink`]); ladders are written file by file with the master last ([`ladder`]), or grow
+//! segment by segment while they encode ([`live`]); what crashed uploads left is found and
+//! aborted by [`stale`].
 
 mod config;
 mod inventory;
 mod ladder;
+mod live;
 mod seen;
 pub mod sink;
 mod stale;
@@ -29,8 +31,8 @@ use tokio::io::AsyncWriteExt;
 pub use config::{BucketConfig, parse_storage_url};
 
 use super::{
-    ByteStream, Fence, Inventory, LocalSource, MASTER, MediaError, MediaStore, ObjectHead,
-    PRIVATE_MARKER, Staging, WorkDir,
+    ByteStream, Fence, GrowingLadder, Inventory, LocalSource, MASTER, MediaError, MediaStore,
+    ObjectHead, PRIVATE_MARKER, Staging, WorkDir,
 };
 use crate::domain::VideoId;
 use sink::BucketSink;
@@ -307,15 +309,19 @@ impl MediaStore for BucketStore {
         dir: &Path,
         private: bool,
     ) -> Result<(), MediaError> {
-        let marker = self.ladder_key(id, PRIVATE_MARKER);
-        if private {
-            self.put(&marker, PutPayload::new()).await?;
-        } else {
-            self.delete(&marker).await?;
-        }
-        ladder::put_file(self, &dir.join(MASTER), self.ladder_key(id, MASTER)).await?;
-        self.seen.remember_private(id, private);
-        Ok(())
+        ladder::commit(self, id, dir, private).await
+    }
+
+    fn grow_ladder(&self, id: VideoId, token: i64, private: bool) -> Box<dyn GrowingLadder + '_> {
+        Box::new(live::BucketGrowing::new(self, id, token, private))
+    }
+
+    async fn is_growing(&self, id: VideoId) -> Result<bool, MediaError> {
+        live::is_growing(self, id).await
+    }
+
+    async fn withdraw_growing(&self, id: VideoId, owner: Option<i64>) -> Result<bool, MediaError> {
+        live::withdraw(self, id, owner).await
     }
 
     async fn uncommit_ladder(&self, id: VideoId, _dir: &Path) -> Result<(), MediaError> {

@@ -17,6 +17,8 @@ pub struct Seen {
     private: Mutex<HashMap<VideoId, (bool, Instant)>>,
     /// Ladders seen published (their master was there), by when.
     published: Mutex<HashMap<VideoId, Instant>>,
+    /// Published ladders seen growing (their marker was there) or done growing.
+    growing: Mutex<HashMap<VideoId, (bool, Instant)>>,
 }
 
 fn insert<V>(map: &Mutex<HashMap<VideoId, V>>, id: VideoId, value: V) {
@@ -54,8 +56,23 @@ impl Seen {
         insert(&self.published, id, Instant::now());
     }
 
+    /// Whether a published ladder still grows, if known lately.
+    pub fn growing(&self, id: VideoId) -> Option<bool> {
+        let map = self.growing.lock().ok()?;
+        map.get(&id)
+            .filter(|(_, at)| at.elapsed() < TTL)
+            .map(|(growing, _)| *growing)
+    }
+
+    pub fn remember_growing(&self, id: VideoId, growing: bool) {
+        insert(&self.growing, id, (growing, Instant::now()));
+    }
+
     /// Drops what is known of a ladder that is being taken back or removed.
     pub fn forget(&self, id: VideoId) {
+        if let Ok(mut map) = self.growing.lock() {
+            map.remove(&id);
+        }
         if let Ok(mut map) = self.published.lock() {
             map.remove(&id);
         }

@@ -1,7 +1,7 @@
-//! The growing ladder of one attempt: what ffmpeg completed in every rendition, published
-//! into `hls/<id>` (see the parent module for the rules).
+//! The growing ladder of one attempt: what ffmpeg completed in every rendition, as the next
+//! [`Step`] for the media store to publish (see the parent module for the rules).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use m3u8_rs::{MediaPlaylist, MediaPlaylistType, Playlist};
 use tracing::warn;
@@ -11,12 +11,10 @@ use super::super::ladder::PlannedRung;
 use super::super::master;
 use super::super::plan::AUDIO_RENDITION;
 use super::super::playlist::{self, PlaylistError, WrittenAudio, WrittenRung};
-use super::LiveRoot;
-use super::{GROWING_MARKER, LiveError, io};
-use crate::domain::{Video, VideoId, Visibility};
-use crate::media::folder::mark_private;
-use crate::media::{MediaError, sync_dir};
-use crate::store::Lease;
+use crate::media::Growth;
+
+/// The name of every rendition's media playlist, in ffmpeg's folder and in the ladder.
+const INDEX: &str = "index.m3u8";
 
 /// One rendition's media playlist as ffmpeg wrote it so far, with its folder name.
 struct Written {
@@ -24,24 +22,33 @@ struct Written {
     playlist: MediaPlaylist,
 }
 
-/// What one look at the work folder did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Growth {
+/// What one look at the work folder found to publish.
+#[derive(Debug)]
+pub(super) enum Step {
     /// Some rendition has no complete segment yet, or none was added in every rendition.
     Waiting,
-    /// The master playlist and the first segments were published.
-    Appeared,
-    /// The playlists grew to this many segments.
-    Grew(usize),
-    /// The published folder is gone or belongs to another attempt: stop following.
-    Gone,
+    /// The first publication: the first segments of every rendition with their init
+    /// segments and playlists, and the multivariant playlists (`(file name, bytes)`).
+    Appear {
+        growth: Growth,
+        masters: Vec<(String, Vec<u8>)>,
+        done: Done,
+    },
+    /// The segments every rendition completed since, and the playlists that list them.
+    Extend { growth: Growth, done: Done },
+}
+
+/// What a step publishes, to be recorded once the store has it ([`Growing::published`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Done {
+    /// Segments then published in every rendition.
+    complete: usize,
+    /// The playlists' target duration (seconds).
+    target: u64,
 }
 
 /// The growing ladder of one attempt.
 pub(super) struct Growing {
-    media: LiveRoot,
-    id: VideoId,
-    token: i64,
     /// ffmpeg's folder (the plan's `out_dir`).
     work: PathBuf,
     rungs: Vec<PlannedRung>,
@@ -49,24 +56,19 @@ pub(super) struct Growing {
     audio: Option<(u32, u32)>,
     frame_rate: f64,
     segment_seconds: u32,
-    private: bool,
     /// Segments published in every rendition (0: nothing published yet).
     pub(super) published: usize,
     target: u64,
 }
 
 impl Growing {
-    pub(super) fn new(media: &LiveRoot, video: &Video, lease: Lease, plan: &EncodePlan) -> Self {
+    pub(super) fn new(plan: &EncodePlan) -> Self {
         Self {
-            media: media.clone(),
-            id: video.id,
-            token: lease.token,
             work: plan.out_dir.clone(),
             rungs: plan.rungs.clone(),
             audio: plan.audio.map(|audio| (audio.channels, plan.audio_kbps)),
             frame_rate: plan.frame_rate.as_f64(),
             segment_seconds: plan.segment_seconds,
-            private: video.visibility == Visibility::Private,
             published: 0,
             target: u64::from(plan.segment_seconds.max(1)),
         }
@@ -83,7 +85,7 @@ impl Growing {
     fn read_work(&self) -> Option<Vec<Written>> {
         self.names()
             .map(|name| {
-                let text = std::fs::read(self.work.join(name).join("index.m3u8")).ok()?;
+                let text = std::fs::read(self.work.join(name).join(INDEX)).ok()?;
                 match m3u8_rs::parse_playlist_res(&text) {
                     Ok(Playlist::MediaPlaylist(playlist)) => Some(Written {
                         name: name.to_owned(),
@@ -95,11 +97,11 @@ impl Growing {
             .collect()
     }
 
-    /// One look at the work folder; publishes what every rendition has completed since the
-    /// last look (blocking file I/O).
-    pub(super) fn step(&mut self) -> Result<Growth, LiveError> {
+    /// One look at the work folder (blocking file reads): what every rendition completed
+    /// since the last published step. Changes nothing until [`Growing::published`].
+    pub(super) fn look(&self) -> Result<Step, PlaylistError> {
         let Some(written) = self.read_work() else {
-            return Ok(Growth::Waiting);
+            return Ok(Step::Waiting);
         };
         let complete = written
             .iter()
@@ -107,33 +109,7 @@ impl Growing {
             .min()
             .unwrap_or(0);
         if complete <= self.published {
-            return Ok(Growth::Waiting);
-        }
-        if self.published == 0 {
-            return self.appear(&written, complete);
-        }
-        let dir = self.media.hls_dir(self.id);
-        let owner = std::fs::read_to_string(dir.join(GROWING_MARKER)).ok();
-        if owner.as_deref().map(str::trim) != Some(self.token.to_string().as_str()) {
-            return Ok(Growth::Gone);
-        }
-        self.extend(&dir, &written, complete)?;
-        Ok(Growth::Grew(complete))
-    }
-
-    /// Links segments `published..complete` of every rendition into `dir`, then writes the
-    /// playlists that list them (a playlist never names a segment not yet linked everywhere).
-    fn extend(
-        &mut self,
-        dir: &Path,
-        written: &[Written],
-        complete: usize,
-    ) -> Result<(), LiveError> {
-        for w in written {
-            let (work, out) = (self.work.join(&w.name), dir.join(&w.name));
-            for segment in &w.playlist.segments[self.published..complete] {
-                link(&work.join(&segment.uri), &out.join(&segment.uri))?;
-            }
+            return Ok(Step::Waiting);
         }
         let longest = written
             .iter()
@@ -141,48 +117,60 @@ impl Growing {
             .map(|s| f64::from(s.duration).round() as u64)
             .max()
             .unwrap_or(1);
-        if longest > self.target {
-            // Players may reload less often than they should; the segments still play.
+        let mut target = self.target;
+        if longest > target {
+            // RFC 8216 §6.2.1: EXT-X-TARGETDURATION must not change while the playlist grows;
+            // raising it is the lesser evil (players may reload less often than they should,
+            // the segments still play).
             warn!(
-                target = self.target,
+                target,
                 longest, "a segment outlasts the growing playlists' target duration"
             );
-            self.target = longest;
+            target = longest;
         }
-        for w in written {
-            let out = dir.join(&w.name);
-            write_atomically(&out.join("index.m3u8"), &self.event_playlist(w, complete))?;
+        let mut growth = Growth::default();
+        for w in &written {
+            let segments = &w.playlist.segments;
+            if self.published == 0
+                && let Some(map) = segments.first().and_then(|s| s.map.as_ref())
+            {
+                growth.files.push(self.file(&w.name, &map.uri));
+            }
+            for segment in &segments[self.published..complete] {
+                growth.files.push(self.file(&w.name, &segment.uri));
+            }
+            let rel = format!("{}/{INDEX}", w.name);
+            let bytes = to_bytes(&event_playlist(w, complete, target), &self.work.join(&rel))?;
+            growth.playlists.push((rel, bytes));
         }
-        self.published = complete;
-        Ok(())
+        let done = Done { complete, target };
+        if self.published > 0 {
+            return Ok(Step::Extend { growth, done });
+        }
+        Ok(Step::Appear {
+            growth,
+            masters: self.masters(&written)?,
+            done,
+        })
     }
 
-    /// The first publication, assembled beside ffmpeg's folder and renamed into `hls/<id>`.
-    fn appear(&mut self, written: &[Written], complete: usize) -> Result<Growth, LiveError> {
-        let staging = self.work.with_file_name("growing");
-        let _ = std::fs::remove_dir_all(&staging);
-        for w in written {
-            let (work, out) = (self.work.join(&w.name), staging.join(&w.name));
-            std::fs::create_dir_all(&out).map_err(io(&out))?;
-            if let Some(map) = w.playlist.segments.first().and_then(|s| s.map.as_ref()) {
-                link(&work.join(&map.uri), &out.join(&map.uri))?;
-            }
-        }
-        self.write_masters(&staging, written)?;
-        self.extend(&staging, written, complete)?;
-        let marker = staging.join(GROWING_MARKER);
-        std::fs::write(&marker, self.token.to_string()).map_err(io(&marker))?;
-        mark_private(&staging, self.private)?;
-        let target = self.media.hls_dir(self.id);
-        std::fs::rename(&staging, &target).map_err(io(&target))?;
-        sync_dir(&self.media.hls_root());
-        Ok(Growth::Appeared)
+    /// Records a step the store published.
+    pub(super) fn published(&mut self, done: Done) {
+        self.published = done.complete;
+        self.target = done.target;
+    }
+
+    fn file(&self, rendition: &str, uri: &str) -> (String, PathBuf) {
+        (
+            format!("{rendition}/{uri}"),
+            self.work.join(rendition).join(uri),
+        )
     }
 
     /// `master.m3u8` and the single-rung playlists, with upper bounds for BANDWIDTH and
     /// AVERAGE-BANDWIDTH (RFC 8216 §4.3.4.2 asks BANDWIDTH to bound the peak, and nothing is
     /// measured yet) and CODECS read from the init segments.
-    fn write_masters(&self, dir: &Path, written: &[Written]) -> Result<(), LiveError> {
+    fn masters(&self, written: &[Written]) -> Result<Vec<(String, Vec<u8>)>, PlaylistError> {
         let init = |name: &str| -> Result<Vec<u8>, PlaylistError> {
             let map = written
                 .iter()
@@ -191,7 +179,7 @@ impl Growing {
                 .and_then(|s| s.map.as_ref())
                 .map(|map| self.work.join(name).join(&map.uri))
                 .ok_or_else(|| PlaylistError::Invalid {
-                    path: self.work.join(name).join("index.m3u8"),
+                    path: self.work.join(name).join(INDEX),
                 })?;
             std::fs::read(&map).map_err(|source| PlaylistError::Read { path: map, source })
         };
@@ -228,19 +216,42 @@ impl Growing {
             }),
             None => None,
         };
-        master::write_all(dir, &rungs, audio.as_ref(), self.frame_rate)?;
-        Ok(())
+        master::all(&rungs, audio.as_ref(), self.frame_rate)
+            .into_iter()
+            .map(|(name, playlist)| {
+                let mut bytes = Vec::new();
+                playlist
+                    .write_to(&mut bytes)
+                    .map_err(|source| PlaylistError::Write {
+                        path: self.work.join(&name),
+                        source,
+                    })?;
+                Ok((name, bytes))
+            })
+            .collect()
     }
+}
 
-    /// ffmpeg's playlist cut to the first `complete` segments, as a growing EVENT playlist.
-    fn event_playlist(&self, written: &Written, complete: usize) -> MediaPlaylist {
-        let mut playlist = written.playlist.clone();
-        playlist.segments.truncate(complete);
-        playlist.playlist_type = Some(MediaPlaylistType::Event);
-        playlist.end_list = false;
-        playlist.target_duration = self.target;
-        playlist
-    }
+/// ffmpeg's playlist cut to the first `complete` segments, as a growing EVENT playlist
+/// (RFC 8216 §4.3.3.5: segments are only ever appended) with the target duration `target`.
+fn event_playlist(written: &Written, complete: usize, target: u64) -> MediaPlaylist {
+    let mut playlist = written.playlist.clone();
+    playlist.segments.truncate(complete);
+    playlist.playlist_type = Some(MediaPlaylistType::Event);
+    playlist.end_list = false;
+    playlist.target_duration = target;
+    playlist
+}
+
+fn to_bytes(playlist: &MediaPlaylist, path: &std::path::Path) -> Result<Vec<u8>, PlaylistError> {
+    let mut bytes = Vec::new();
+    playlist
+        .write_to(&mut bytes)
+        .map_err(|source| PlaylistError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(bytes)
 }
 
 /// Upper bounds (bits/s) of a rung's peak and average rates, from its encoder settings
@@ -256,26 +267,6 @@ fn video_bounds(kbps: u32, segment_seconds: u32) -> (u64, u64) {
         (peak * 1000.0).ceil() as u64,
         (maxrate * 1.05 * 1000.0).ceil() as u64,
     )
-}
-
-/// A hard link of `from` at `to` (same filesystem); an existing link is fine.
-fn link(from: &Path, to: &Path) -> Result<(), MediaError> {
-    match std::fs::hard_link(from, to) {
-        Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => Err(io(to)(error)),
-        _ => Ok(()),
-    }
-}
-
-/// Writes `playlist` to a dot-named temp file beside `path` (never served), then renames it.
-fn write_atomically(path: &Path, playlist: &MediaPlaylist) -> Result<(), MediaError> {
-    let mut bytes = Vec::new();
-    playlist.write_to(&mut bytes).map_err(io(path))?;
-    let name = path
-        .file_name()
-        .map_or_else(Default::default, |n| n.to_string_lossy());
-    let temp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&temp, bytes).map_err(io(&temp))?;
-    std::fs::rename(&temp, path).map_err(io(path))
 }
 
 #[cfg(test)]
