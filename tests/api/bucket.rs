@@ -28,7 +28,7 @@ pub async fn bucket_app(prefix: &str, extra: &[&str]) -> (S3Server, TestApp) {
 }
 
 /// The URIs a playlist names (segments, init maps, rung playlists).
-fn uris(text: &[u8]) -> Vec<String> {
+pub fn uris(text: &[u8]) -> Vec<String> {
     match m3u8_rs::parse_playlist_res(text) {
         Ok(Playlist::MasterPlaylist(master)) => {
             let mut uris: Vec<String> = master.variants.iter().map(|v| v.uri.clone()).collect();
@@ -58,6 +58,43 @@ async fn fetch(app: &TestApp, path: &str, range: Option<&str>) -> (u16, Vec<u8>)
     let response = request.send().await.expect("GET");
     let status = response.status().as_u16();
     (status, response.bytes().await.expect("body").to_vec())
+}
+
+/// Every key a ready video owns below `prefix`, read through reel the way a player would:
+/// its source, the master, each rung's playlists, init and media segments, the single-rung
+/// playlists of its renditions, the storyboard with its sheets, and the poster.
+pub async fn expected_keys(app: &TestApp, prefix: &str, id: &str) -> BTreeSet<String> {
+    let mut expected = BTreeSet::from([
+        format!("{prefix}/sources/{id}"),
+        format!("{prefix}/hls/{id}/master.m3u8"),
+        format!("{prefix}/hls/{id}/poster.jpg"),
+    ]);
+    let (status, master) = fetch(app, &format!("/hls/{id}/master.m3u8"), None).await;
+    assert_eq!(status, 200, "the master playlist through reel");
+    for rung in uris(&master) {
+        let rung_dir = rung.rsplit_once('/').map_or("", |(dir, _)| dir).to_owned();
+        expected.insert(format!("{prefix}/hls/{id}/{rung}"));
+        let (status, playlist) = fetch(app, &format!("/hls/{id}/{rung}"), None).await;
+        assert_eq!(status, 200, "{rung}");
+        for uri in uris(&playlist) {
+            expected.insert(format!("{prefix}/hls/{id}/{rung_dir}/{uri}"));
+        }
+    }
+    let video = app.video(id).await;
+    for rendition in video["renditions"].as_array().expect("renditions") {
+        let path = rendition["playlist"].as_str().expect("playlist link");
+        let path = path.split('?').next().unwrap_or(path);
+        expected.insert(format!("{prefix}{path}"));
+    }
+    let (status, track) = fetch(app, &format!("/hls/{id}/storyboard.vtt"), None).await;
+    assert_eq!(status, 200, "the storyboard track");
+    expected.insert(format!("{prefix}/hls/{id}/storyboard.vtt"));
+    for line in String::from_utf8_lossy(&track).lines() {
+        if let Some(sprite) = line.split('#').next().filter(|l| l.ends_with(".jpg")) {
+            expected.insert(format!("{prefix}/hls/{id}/{sprite}"));
+        }
+    }
+    expected
 }
 
 /// Nothing of the video is in the local media dir: sources and ladders live in the bucket.

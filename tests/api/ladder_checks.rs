@@ -199,7 +199,11 @@ pub fn idet(playlist: &Path) -> (u64, u64) {
 /// runtime keeps serving its HTTP connections (an idle pooled connection that the server closed
 /// meanwhile would otherwise fail the next request).
 pub async fn assert_ladder(app: &TestApp, id: &str, source: &Path, expect: Expect) -> Vec<Rung> {
-    let hls = app.media.join("hls").join(id);
+    assert_ladder_at(app.media.join("hls").join(id), source, expect).await
+}
+
+/// [`assert_ladder`] on a ladder in the folder `hls` (a copy of a bucket's, say).
+pub async fn assert_ladder_at(hls: PathBuf, source: &Path, expect: Expect) -> Vec<Rung> {
     let source = source.to_path_buf();
     match tokio::task::spawn_blocking(move || check(&hls, &source, expect)).await {
         Ok(rungs) => rungs,

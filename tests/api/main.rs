@@ -4,6 +4,7 @@
 mod auth;
 mod bucket;
 mod bucket_faults;
+mod bucket_live;
 mod cli;
 mod contract;
 mod corpus;
@@ -13,6 +14,7 @@ mod feed;
 mod fixtures;
 mod forms;
 mod geoip;
+mod growing;
 mod helpers;
 mod history;
 mod inputs;

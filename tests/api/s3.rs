@@ -220,6 +220,25 @@ impl S3Server {
         response.bytes().await.expect("object body").to_vec()
     }
 
+    /// An object's `Last-Modified` header (when it was last written), straight from the server.
+    pub async fn last_modified(&self, bucket: &str, key: &str) -> String {
+        let response = self
+            .client
+            .head(format!("{}/{bucket}/{key}", self.endpoint))
+            .send()
+            .await
+            .expect("head object");
+        assert!(
+            response.status().is_success(),
+            "{key}: {}",
+            response.status()
+        );
+        response.headers()["last-modified"]
+            .to_str()
+            .expect("Last-Modified")
+            .to_owned()
+    }
+
     async fn get_text(&self, bucket: &str, query: &[(&str, String)]) -> String {
         let response = self
             .client
