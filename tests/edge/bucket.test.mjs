@@ -4,19 +4,16 @@
 // streamed with Range, and a delete leaves the bucket empty.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 
+import { bucketFlags, bucketKeys as keysIn, createBucket, startMoto } from './bucket-helpers.mjs';
 import {
   REPO, makeClip, request, startNginx, startReel, stopProcess, tempDir, upload, waitForStatus,
 } from './helpers.mjs';
 
 const BUCKET = 'edge-bucket';
-// moto checks no signature but refuses private objects to requests without one.
-const AUTH = 'AWS4-HMAC-SHA256 Credential=edge/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0';
 
 let work;
 let s3;
@@ -25,43 +22,19 @@ let reel;
 let edge;
 let clip;
 
-async function startMoto(dir) {
-  const bin = process.env.REEL_TEST_MOTO_SERVER || path.join(REPO, 'target', 'moto', 'bin', 'moto_server');
-  if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run scripts/install-deps test`);
-  const log = path.join(dir, 'moto.log');
-  const fd = fs.openSync(log, 'a');
-  const child = spawn(bin, ['-H', '127.0.0.1', '-p', '0'], { stdio: ['ignore', fd, fd], detached: true });
-  fs.closeSync(fd);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const found = fs.readFileSync(log, 'utf8').match(/Running on (http:\/\/127\.0\.0\.1:\d+)/);
-    if (found) return { child, url: found[1] };
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`moto_server did not start:\n${fs.readFileSync(log, 'utf8')}`);
-    await sleep(50);
-  }
-}
-
-async function bucketKeys() {
-  const res = await fetch(`${endpoint}/${BUCKET}?list-type=2`, { headers: { Authorization: AUTH } });
-  assert.equal(res.status, 200);
-  return [...(await res.text()).matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]);
-}
+const bucketKeys = () => keysIn(endpoint, BUCKET);
 
 before(async () => {
   work = tempDir('bucket-edge');
   clip = makeClip(work, { seconds: 4 });
   s3 = await startMoto(work);
   endpoint = s3.url;
-  const made = await fetch(`${endpoint}/${BUCKET}`, { method: 'PUT', headers: { Authorization: AUTH } });
-  assert.equal(made.status, 200);
+  await createBucket(endpoint, BUCKET);
   reel = await startReel({
     mediaDir: path.join(work, 'media'),
     // Asked for, and left aside for a bucket: nginx has no route to it.
     accelRedirect: true,
-    extraArgs: [
-      '--storage', `s3://${BUCKET}/edge`, '--s3-endpoint', endpoint, '--s3-timeout-secs', '5',
-      '--lease-secs', '30', '--aws-access-key-id', 'edge', '--aws-secret-access-key', 'edge-secret',
-    ],
+    extraArgs: bucketFlags(endpoint, BUCKET, 'edge'),
   });
   process.env.REEL_NGINX_TEMPLATE = path.join(REPO, 'nginx', 'reel-bucket.conf.template');
   const cache = path.join(work, 'cache');
