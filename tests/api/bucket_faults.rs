@@ -71,11 +71,13 @@ async fn a_crash_mid_encode_is_redone_after_the_restart_into_exactly_one_ladder(
     app.wait_for(&id, "processing").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     app.crash();
-    // Whatever a dead attempt left is invisible: no master, so nothing is served.
+    // Whatever a dead attempt left is no finished ladder: no master (nothing is served), or a
+    // ladder that was growing while it encoded, marked so (the restart wipes it).
     let keys = s3.keys(BUCKET, &format!("restart/hls/{id}/")).await;
     assert!(
-        !keys.iter().any(|k| k.ends_with("/master.m3u8")),
-        "no master before the commit: {keys:?}"
+        !keys.iter().any(|k| k.ends_with("/master.m3u8"))
+            || keys.iter().any(|k| k.ends_with("/.growing")),
+        "no finished ladder before the commit: {keys:?}"
     );
 
     let flags = s3.flags(BUCKET, "restart");
@@ -92,6 +94,7 @@ async fn a_crash_mid_encode_is_redone_after_the_restart_into_exactly_one_ladder(
             || k.starts_with(&format!("restart/hls/{id}/"))),
         "only the video's objects: {keys:?}"
     );
+    assert!(!keys.iter().any(|k| k.ends_with("/.growing")), "{keys:?}");
     assert_eq!(app.delete(&id).await, 204);
     wait_until("the bucket is empty", DEADLINE, async || {
         s3.keys(BUCKET, "").await.is_empty()
@@ -126,21 +129,29 @@ async fn a_bucket_away_while_publishing_sends_the_job_back_to_the_queue_with_no_
     assert_eq!(away.status(), 503, "the bucket is away");
     assert_eq!(away.headers()["retry-after"], "5");
     s3.resume();
-    // The retry waits its back-off: what the failed attempt wrote has no master.
-    let keys = s3.keys(BUCKET, &format!("publish/hls/{id}/")).await;
-    assert!(
-        !keys.iter().any(|k| k.ends_with("/master.m3u8")),
-        "no master: {keys:?}"
+    // The failed attempt published no finished ladder. A growing one that appeared before the
+    // bucket went away is withdrawn (its master first) once the bucket answers again, or wiped
+    // by the next attempt as it starts: no master of the first attempt stays.
+    let (master, marker) = (
+        format!("publish/hls/{id}/master.m3u8"),
+        format!("publish/hls/{id}/.growing"),
     );
-    let (status, _) = app.get_json(&format!("/hls/{id}/master.m3u8")).await;
-    assert_eq!(status, 404, "nothing published");
+    let first = s3.object_if_any(BUCKET, &marker).await;
+    wait_until("no master of the first attempt", DEADLINE, async || {
+        let keys = s3.keys(BUCKET, &format!("publish/hls/{id}/")).await;
+        !keys.contains(&master) || s3.object_if_any(BUCKET, &marker).await != first
+    })
+    .await;
     app.wait_for(&id, "ready").await;
     let keys = s3.keys(BUCKET, "").await;
     let own = |k: &String| {
         k == &format!("publish/sources/{id}") || k.starts_with(&format!("publish/hls/{id}/"))
     };
     assert!(keys.iter().all(own), "only the video's objects: {keys:?}");
-    assert!(keys.contains(&format!("publish/hls/{id}/master.m3u8")));
+    assert!(
+        keys.contains(&master) && !keys.contains(&marker),
+        "{keys:?}"
+    );
     assert_no_multipart_uploads(&s3).await;
 }
 

@@ -204,6 +204,25 @@ impl S3Server {
             .expect("UploadId")
     }
 
+    /// The bytes of one object if it is there (`None` on a 404), straight from the server.
+    pub async fn object_if_any(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let response = self
+            .client
+            .get(format!("{}/{bucket}/{key}", self.endpoint))
+            .send()
+            .await
+            .expect("get object");
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return None;
+        }
+        assert!(
+            response.status().is_success(),
+            "{key}: {}",
+            response.status()
+        );
+        Some(response.bytes().await.expect("object body").to_vec())
+    }
+
     /// The bytes of one object, straight from the server.
     pub async fn object(&self, bucket: &str, key: &str) -> Vec<u8> {
         let response = self
