@@ -11,6 +11,7 @@ mod config;
 mod inventory;
 mod ladder;
 mod live;
+mod read;
 mod seen;
 pub mod sink;
 mod stale;
@@ -24,7 +25,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3;
 use object_store::path::Path as Key;
 use object_store::signer::Signer;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
 
@@ -35,6 +36,7 @@ use super::{
     ObjectHead, PRIVATE_MARKER, Staging, WorkDir,
 };
 use crate::domain::VideoId;
+use read::timed_out;
 use sink::BucketSink;
 
 /// Maps an object_store error: passing failures (network, time-outs, 5xx) are retryable.
@@ -146,35 +148,6 @@ impl BucketStore {
         Ok(())
     }
 
-    /// A ranged GET as a stream; each wait for the next bytes is bounded by the time-out.
-    async fn read(&self, key: Key, start: u64, len: u64) -> Result<ByteStream, MediaError> {
-        if len == 0 {
-            return Ok(futures_util::stream::empty().boxed());
-        }
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(start..start + len)),
-            ..Default::default()
-        };
-        let what = key.as_ref().to_owned();
-        let result = tokio::time::timeout(self.timeout, self.streaming.get_opts(&key, options))
-            .await
-            .map_err(|_| timed_out(&what))?
-            .map_err(|e| mapped(&what, e))?;
-        let idle = self.timeout;
-        let stream = futures_util::stream::unfold(
-            (result.into_stream(), what),
-            move |(mut stream, what)| async move {
-                let next = match tokio::time::timeout(idle, stream.next()).await {
-                    Err(_) => Some(Err(timed_out(&what))),
-                    Ok(None) => None,
-                    Ok(Some(chunk)) => Some(chunk.map_err(|e| mapped(&what, e))),
-                };
-                next.map(|item| (item, (stream, what)))
-            },
-        );
-        Ok(stream.boxed())
-    }
-
     /// Whether the ladder of `id` is published (its master is there): files staged for a
     /// commit that has not happened are not served.
     async fn is_published(&self, id: VideoId) -> Result<bool, MediaError> {
@@ -186,16 +159,6 @@ impl BucketStore {
             self.seen.remember_published(id);
         }
         Ok(published)
-    }
-}
-
-fn timed_out(what: &str) -> MediaError {
-    MediaError::Unavailable {
-        what: what.to_owned(),
-        source: object_store::Error::Generic {
-            store: "S3",
-            source: "no answer within the time-out".into(),
-        },
     }
 }
 
