@@ -3,7 +3,8 @@
 //! bucket and through reel, served `no-cache` and aligned across rungs; at ready the ladder is
 //! VOD, its segments were not uploaded twice, and the bucket holds exactly the video's objects
 //! (no marker left). A delete or a failure after playable takes every object of the ladder
-//! away (404), and a `kill -9` after playable is redone into one consistent ladder.
+//! away (404), and a `kill -9` after playable is redone into one consistent ladder; on a
+//! shared queue, a worker that lost its lease after playable stores nothing more.
 //!
 //! Ignored in the plain pass like [`crate::bucket`]; `scripts/test` runs them once.
 
@@ -18,7 +19,7 @@ use crate::growing::{
     SLOW, assert_aligned, assert_ffmpeg_reads, fetch, folder, master, media, media_uris,
     until_playable,
 };
-use crate::helpers::{DEADLINE, TestApp, wait_until};
+use crate::helpers::{DEADLINE, TestApp, postgres_database, postgres_url, wait_until};
 use crate::ladder_checks::{Expect, assert_ladder_at};
 use crate::s3::S3Server;
 
@@ -234,4 +235,68 @@ async fn a_crash_while_playable_on_a_bucket_is_redone_into_one_consistent_ladder
     })
     .await;
     assert_no_multipart_uploads(&s3).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL and an S3 server (moto): scripts/test runs it"]
+async fn on_a_bucket_a_worker_that_lost_its_lease_after_playable_leaves_the_next_attempts_ladder_alone()
+ {
+    let admin = postgres_url()
+        .expect("this spec needs REEL_TEST_POSTGRES_URL: run it through scripts/test");
+    let s3 = S3Server::start();
+    s3.create_bucket(BUCKET).await;
+    let media_dir = tempfile::tempdir().expect("media");
+    let database = postgres_database(&admin, &media_dir.path().to_string_lossy());
+    // A short lease, so the next attempt claims soon; a write must still fit inside it.
+    let mut flags = s3.flags(BUCKET, "lease");
+    for (flag, value) in [("--s3-timeout-secs", "4"), ("--lease-secs", "10")] {
+        let at = flags.iter().position(|f| f == flag).expect(flag);
+        flags[at + 1] = value.into();
+    }
+    flags.extend(["--database-url".to_owned(), database]);
+    let shared: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let path = media_dir.path();
+    let api = TestApp::start(
+        "serve",
+        path,
+        &[&shared[..], &["--encoders", "0"]].concat(),
+        vec![],
+    );
+    let slow = [&shared[..], &SLOW[..]].concat();
+    let paused = TestApp::start("work", path, &slow, Vec::new());
+    let source = fixtures::long();
+    let id = api.upload_id(&source).await;
+    let events = until_playable(&api, &id).await;
+    assert_eq!(events.last().map(|e| e.event.as_str()), Some("playable"));
+    let marker = format!("lease/hls/{id}/.growing");
+    let first = s3.object(BUCKET, &marker).await;
+    paused.signal("STOP");
+    let _second = TestApp::start("work", path, &slow, Vec::new());
+    wait_until(
+        "the second attempt's growing ladder",
+        Duration::from_secs(90),
+        async || {
+            s3.object_if_any(BUCKET, &marker)
+                .await
+                .is_some_and(|owner| owner != first)
+        },
+    )
+    .await;
+    // The first worker wakes up with its ffmpeg still writing: it must store nothing more.
+    paused.signal("CONT");
+    wait_until(
+        "the paused worker to notice",
+        Duration::from_secs(30),
+        async || {
+            let logs = paused.logs();
+            logs.contains("lease lost") || logs.contains("another worker holds")
+        },
+    )
+    .await;
+    assert_eq!(fetch(&api, &format!("/hls/{id}/master.m3u8")).await.0, 200);
+    api.wait_for(&id, "ready").await;
+    let stored: BTreeSet<String> = s3.keys(BUCKET, "").await.into_iter().collect();
+    assert_eq!(stored, expected_keys(&api, "lease", &id).await);
+    let copy = download_ladder(&s3, "lease", &id).await;
+    assert_ladder_at(copy.path().to_path_buf(), &source, Expect::default()).await;
 }
