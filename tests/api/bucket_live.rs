@@ -255,23 +255,31 @@ async fn on_a_bucket_a_worker_that_lost_its_lease_after_playable_leaves_the_next
     }
     flags.extend(["--database-url".to_owned(), database]);
     let shared: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let path = media_dir.path();
+    // Each process on its own machine, as it were: the bucket and the database are all they
+    // share (each has its own local work area).
     let api = TestApp::start(
         "serve",
-        path,
+        media_dir.path(),
         &[&shared[..], &["--encoders", "0"]].concat(),
-        vec![],
+        Vec::new(),
     );
     let slow = [&shared[..], &SLOW[..]].concat();
-    let paused = TestApp::start("work", path, &slow, Vec::new());
+    let worker = || {
+        let dir = tempfile::tempdir().expect("work area");
+        let path = dir.path().to_path_buf();
+        TestApp::start("work", &path, &slow, vec![dir])
+    };
+    let paused = worker();
     let source = fixtures::long();
     let id = api.upload_id(&source).await;
     let events = until_playable(&api, &id).await;
     assert_eq!(events.last().map(|e| e.event.as_str()), Some("playable"));
     let marker = format!("lease/hls/{id}/.growing");
     let first = s3.object(BUCKET, &marker).await;
+    let (_, growing) = master(&api, &id).await;
+    let rung = format!("lease/hls/{id}/{}", media_uris(&growing)[0]);
     paused.signal("STOP");
-    let _second = TestApp::start("work", path, &slow, Vec::new());
+    let _second = worker();
     wait_until(
         "the second attempt's growing ladder",
         Duration::from_secs(90),
@@ -282,8 +290,23 @@ async fn on_a_bucket_a_worker_that_lost_its_lease_after_playable_leaves_the_next
         },
     )
     .await;
-    // The first worker wakes up with its ffmpeg still writing: it must store nothing more.
+    // The first worker wakes up with its ffmpeg ahead of the second's: it must store nothing
+    // more. Had it written its playlists, the second's next ones would list fewer segments:
+    // EVENT playlists only ever grow (RFC 8216 §6.2.1).
     paused.signal("CONT");
+    let (mut most, watched) = (0, Instant::now());
+    while watched.elapsed() < Duration::from_secs(8) {
+        if let Some(text) = s3.object_if_any(BUCKET, &rung).await {
+            let text = String::from_utf8_lossy(&text).into_owned();
+            let count = text.lines().filter(|l| l.ends_with(".m4s")).count();
+            assert!(
+                count >= most,
+                "{rung} shrank from {most} to {count}:\n{text}"
+            );
+            most = count;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_until(
         "the paused worker to notice",
         Duration::from_secs(30),
