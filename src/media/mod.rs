@@ -13,6 +13,7 @@
 mod args;
 pub mod bucket;
 pub mod folder;
+mod public_url;
 mod work;
 
 use std::io;
@@ -27,6 +28,7 @@ use tempfile::{NamedTempFile, TempPath};
 
 use crate::domain::VideoId;
 pub use args::{OpenError, StorageArgs, StorageConfigError};
+pub use public_url::PublicBaseUrl;
 pub use work::WorkDir;
 
 /// The file inside a ladder that makes it private (a dot file: never served).

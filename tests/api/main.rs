@@ -25,6 +25,7 @@ mod openapi;
 mod pipeline;
 mod private;
 mod properties;
+mod public_base;
 mod ranges;
 mod recovery;
 mod s3;
