@@ -248,7 +248,7 @@ async fn a_single_node_aborts_stale_multipart_uploads_at_start_and_readyz_report
 }
 
 /// Runs `reel serve` expecting it to refuse to start; returns what it logged.
-fn refused_start(flags: &[String]) -> String {
+pub fn refused_start(flags: &[String]) -> String {
     let media = tempfile::tempdir().expect("media");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_reel"))
         .args(["serve", "--listen", "127.0.0.1:0", "--media-dir"])

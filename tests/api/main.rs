@@ -3,6 +3,7 @@
 
 mod auth;
 mod bucket;
+mod bucket_auth;
 mod bucket_faults;
 mod cli;
 mod contract;
