@@ -78,6 +78,68 @@ pub async fn assert_no_multipart_uploads(s3: &S3Server) {
     .await;
 }
 
+/// Fetches through `app` every file of the published ladder of `id` that its playlists, its
+/// resource and its storyboard name, checks segments byte for byte against the bucket (below
+/// `prefix`), and returns their keys plus the source's: exactly what the bucket should hold
+/// for the video.
+pub async fn published_keys(
+    app: &TestApp,
+    s3: &S3Server,
+    prefix: &str,
+    id: &str,
+) -> BTreeSet<String> {
+    // Playlists and segments through reel, byte for byte what the bucket holds; the bucket
+    // holds exactly the source and the ladder the playlists name (plus the poster).
+    let mut expected = BTreeSet::from([
+        format!("{prefix}/sources/{id}"),
+        format!("{prefix}/hls/{id}/master.m3u8"),
+        format!("{prefix}/hls/{id}/poster.jpg"),
+    ]);
+    let (status, master) = fetch(app, &format!("/hls/{id}/master.m3u8"), None).await;
+    assert_eq!(status, 200, "the master playlist through reel");
+    for rung in uris(&master) {
+        let rung_dir = rung.rsplit_once('/').map_or("", |(dir, _)| dir).to_owned();
+        expected.insert(format!("{prefix}/hls/{id}/{rung}"));
+        let (status, playlist) = fetch(app, &format!("/hls/{id}/{rung}"), None).await;
+        assert_eq!(status, 200, "{rung}");
+        for uri in uris(&playlist) {
+            let rel = format!("{rung_dir}/{uri}");
+            let key = format!("{prefix}/hls/{id}/{rel}");
+            let (status, body) = fetch(app, &format!("/hls/{id}/{rel}"), None).await;
+            assert_eq!(status, 200, "{rel}");
+            assert_eq!(body, s3.object(BUCKET, &key).await, "{rel}: as stored");
+            expected.insert(key);
+        }
+    }
+    let (status, poster) = fetch(app, &format!("/hls/{id}/poster.jpg"), None).await;
+    assert_eq!(
+        (status, &poster[..2]),
+        (200, &[0xff, 0xd8][..]),
+        "a JPEG poster"
+    );
+    // Each rung's own multivariant playlist, and the storyboard with its sprite sheets.
+    let video = app.video(id).await;
+    for rendition in video["renditions"].as_array().expect("renditions") {
+        let path = rendition["playlist"].as_str().expect("playlist link");
+        assert_eq!(fetch(app, path, None).await.0, 200, "{path}");
+        let path = path.split('?').next().unwrap_or(path);
+        expected.insert(format!("{prefix}{path}"));
+    }
+    let (status, track) = fetch(app, &format!("/hls/{id}/storyboard.vtt"), None).await;
+    assert_eq!(status, 200, "the storyboard track");
+    expected.insert(format!("{prefix}/hls/{id}/storyboard.vtt"));
+    for line in String::from_utf8_lossy(&track).lines() {
+        if let Some(sprite) = line.split('#').next().filter(|l| l.ends_with(".jpg")) {
+            assert_eq!(
+                fetch(app, &format!("/hls/{id}/{sprite}"), None).await.0,
+                200
+            );
+            expected.insert(format!("{prefix}/hls/{id}/{sprite}"));
+        }
+    }
+    expected
+}
+
 #[tokio::test]
 #[ignore = "needs an S3 server (moto): scripts/test runs it"]
 async fn a_raw_upload_into_a_bucket_plays_through_reel_and_its_delete_leaves_nothing() {
@@ -87,55 +149,7 @@ async fn a_raw_upload_into_a_bucket_plays_through_reel_and_its_delete_leaves_not
     let id = app.upload_id(&clip).await;
     app.wait_for(&id, "ready").await;
 
-    // Playlists and segments through reel, byte for byte what the bucket holds; the bucket
-    // holds exactly the source and the ladder the playlists name (plus the poster).
-    let mut expected = BTreeSet::from([
-        format!("specs/sources/{id}"),
-        format!("specs/hls/{id}/master.m3u8"),
-        format!("specs/hls/{id}/poster.jpg"),
-    ]);
-    let (status, master) = fetch(&app, &format!("/hls/{id}/master.m3u8"), None).await;
-    assert_eq!(status, 200, "the master playlist through reel");
-    for rung in uris(&master) {
-        let rung_dir = rung.rsplit_once('/').map_or("", |(dir, _)| dir).to_owned();
-        expected.insert(format!("specs/hls/{id}/{rung}"));
-        let (status, playlist) = fetch(&app, &format!("/hls/{id}/{rung}"), None).await;
-        assert_eq!(status, 200, "{rung}");
-        for uri in uris(&playlist) {
-            let rel = format!("{rung_dir}/{uri}");
-            let key = format!("specs/hls/{id}/{rel}");
-            let (status, body) = fetch(&app, &format!("/hls/{id}/{rel}"), None).await;
-            assert_eq!(status, 200, "{rel}");
-            assert_eq!(body, s3.object(BUCKET, &key).await, "{rel}: as stored");
-            expected.insert(key);
-        }
-    }
-    let (status, poster) = fetch(&app, &format!("/hls/{id}/poster.jpg"), None).await;
-    assert_eq!(
-        (status, &poster[..2]),
-        (200, &[0xff, 0xd8][..]),
-        "a JPEG poster"
-    );
-    // Each rung's own multivariant playlist, and the storyboard with its sprite sheets.
-    let video = app.video(&id).await;
-    for rendition in video["renditions"].as_array().expect("renditions") {
-        let path = rendition["playlist"].as_str().expect("playlist link");
-        assert_eq!(fetch(&app, path, None).await.0, 200, "{path}");
-        let path = path.split('?').next().unwrap_or(path);
-        expected.insert(format!("specs{path}"));
-    }
-    let (status, track) = fetch(&app, &format!("/hls/{id}/storyboard.vtt"), None).await;
-    assert_eq!(status, 200, "the storyboard track");
-    expected.insert(format!("specs/hls/{id}/storyboard.vtt"));
-    for line in String::from_utf8_lossy(&track).lines() {
-        if let Some(sprite) = line.split('#').next().filter(|l| l.ends_with(".jpg")) {
-            assert_eq!(
-                fetch(&app, &format!("/hls/{id}/{sprite}"), None).await.0,
-                200
-            );
-            expected.insert(format!("specs/hls/{id}/{sprite}"));
-        }
-    }
+    let expected = published_keys(&app, &s3, "specs", &id).await;
     let stored: BTreeSet<String> = s3.keys(BUCKET, "").await.into_iter().collect();
     assert_eq!(
         stored, expected,
