@@ -5,6 +5,7 @@ mod auth;
 mod bucket;
 mod bucket_auth;
 mod bucket_faults;
+mod bucket_refusals;
 mod bucket_scale;
 mod cli;
 mod contract;
