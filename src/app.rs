@@ -46,8 +46,10 @@ pub enum StartupError {
     Media(#[from] MediaError),
     #[error("{0}")]
     Storage(#[from] OpenError),
-    #[error("the media store does not work: {}", crate::media::explain(.0))]
-    StorageCheck(#[source] MediaError),
+    /// The start-up check of the store failed; in words from [`crate::media::explain`] (the
+    /// store's own answer included, so no source chain follows it).
+    #[error("the media store does not work: {0}")]
+    StorageCheck(String),
     #[error("cannot open the database {url}: {source}")]
     Database {
         url: String,
@@ -100,7 +102,10 @@ impl Application {
             return Err(StartupError::WorkNeedsPostgres);
         }
         let media: Media = config.storage.open(&config.media_dir)?;
-        media.check().await.map_err(StartupError::StorageCheck)?;
+        media
+            .check()
+            .await
+            .map_err(|error| StartupError::StorageCheck(crate::media::explain(&error)))?;
         let database_url = match &config.database_url {
             // Each process names itself in pg_stat_activity unless the URL already does.
             Some(url) if shared => crate::store::with_application_name(url, role.process_name()),

@@ -156,7 +156,8 @@ pub struct Rendition {
     pub codecs: String,
     /// URL of a playlist that plays this rung alone: a multivariant playlist naming the rung's
     /// video and the shared audio rendition (ladders made before audio was encoded once name
-    /// the rung's own media playlist, which carries its audio).
+    /// the rung's own media playlist, which carries its audio). In a resource it is spelled
+    /// like `links.playlist`: signed for a private video, below `--public-base-url` when set.
     pub playlist: String,
 }
 

@@ -16,9 +16,8 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::parse_id;
-use super::resource::{EventFrame, VideoResource};
+use super::resource::{EventFrame, MediaLinks, VideoResource};
 use crate::auth::Caller;
-use crate::auth::playback::PlaybackSigner;
 use crate::domain::{Video, VideoId, VideoStatus};
 use crate::error::{ApiError, ErrorBody};
 use crate::progress::{JobEvent, Stamped};
@@ -47,39 +46,35 @@ fn json(payload: &impl Serialize) -> Option<ByteString> {
 fn encode(
     video: VideoId,
     event: &JobEvent,
-    signer: Option<&PlaybackSigner>,
+    links: &MediaLinks,
 ) -> Option<(&'static str, ByteString)> {
     let status = |status| StatusChange { id: video, status };
     Some(match event {
         JobEvent::Progress(update) => ("progress", json(update)?),
         JobEvent::Status(change) => ("status", json(&status(*change))?),
-        JobEvent::Playable(video) => ("playable", json(&VideoResource::new(video, signer))?),
-        JobEvent::Ready(video) => ("ready", json(&VideoResource::new(video, signer))?),
-        JobEvent::Failed(video) => ("failed", json(&VideoResource::new(video, signer))?),
+        JobEvent::Playable(video) => ("playable", json(&VideoResource::new(video, links))?),
+        JobEvent::Ready(video) => ("ready", json(&VideoResource::new(video, links))?),
+        JobEvent::Failed(video) => ("failed", json(&VideoResource::new(video, links))?),
         JobEvent::Canceled => ("canceled", json(&status(VideoStatus::Canceled))?),
         JobEvent::Reconnect => ("reconnect", json(&status(VideoStatus::Processing))?),
     })
 }
 
 /// A hub event as an SSE frame; the JSON is made once per event, not once per subscriber.
-fn render(
-    video: VideoId,
-    stamped: &Stamped,
-    signer: Option<&PlaybackSigner>,
-) -> Option<sse::Event> {
+fn render(video: VideoId, stamped: &Stamped, links: &MediaLinks) -> Option<sse::Event> {
     let (name, data) = stamped
         .wire
-        .get_or_init(|| encode(video, &stamped.event, signer))
+        .get_or_init(|| encode(video, &stamped.event, links))
         .clone()?;
     Some(sse::Event::Data(
         sse::Data::new(data).event(name).id(stamped.id.to_string()),
     ))
 }
 
-fn terminal_frame(id: u64, video: &Video, signer: Option<&PlaybackSigner>) -> Option<sse::Event> {
+fn terminal_frame(id: u64, video: &Video, links: &MediaLinks) -> Option<sse::Event> {
     match video.status {
-        VideoStatus::Ready => frame(id, "ready", &VideoResource::new(video, signer)),
-        VideoStatus::Failed => frame(id, "failed", &VideoResource::new(video, signer)),
+        VideoStatus::Ready => frame(id, "ready", &VideoResource::new(video, links)),
+        VideoStatus::Failed => frame(id, "failed", &VideoResource::new(video, links)),
         _ => frame(
             id,
             "canceled",
@@ -109,7 +104,7 @@ impl Drop for ClientGauge {
 
 struct Live {
     video: VideoId,
-    signer: Option<PlaybackSigner>,
+    links: MediaLinks,
     receiver: broadcast::Receiver<Arc<Stamped>>,
     last_sent: u64,
     finished: bool,
@@ -135,7 +130,7 @@ pub async fn events(
     req: HttpRequest,
 ) -> Result<impl Responder, ApiError> {
     let hub = service.hub();
-    let signer = service.signer().cloned();
+    let links = service.media_links().clone();
     let id = parse_id(&id)?;
     let last_event_id: Option<u64> = req
         .headers()
@@ -166,7 +161,7 @@ pub async fn events(
 
     let mut first: Vec<sse::Event> = Vec::new();
     let snapshot = |progress: f64| {
-        let mut resource = VideoResource::new(&video, signer.as_ref());
+        let mut resource = VideoResource::new(&video, &links);
         resource.progress = resource.progress.max(progress);
         frame(snapshot_id, "snapshot", &resource)
     };
@@ -177,7 +172,7 @@ pub async fn events(
         if last_event_id.is_none() {
             first.extend(snapshot(0.0));
         }
-        first.extend(terminal_frame(snapshot_id + 1, &video, signer.as_ref()));
+        first.extend(terminal_frame(snapshot_id + 1, &video, &links));
         let once = stream::iter(first.into_iter().map(Ok::<_, Infallible>));
         return Ok(respond(once.boxed_local()));
     }
@@ -190,7 +185,7 @@ pub async fn events(
                     .recent
                     .iter()
                     .filter(|e| e.id > n)
-                    .filter_map(|e| render(id, e, signer.as_ref())),
+                    .filter_map(|e| render(id, e, &links)),
             );
             subscription.recent.last().map_or(n, |e| e.id.max(n))
         }
@@ -206,7 +201,7 @@ pub async fn events(
         .any(|e| e.id <= last_sent && e.event.is_terminal());
     let live = Live {
         video: id,
-        signer: signer.clone(),
+        links: links.clone(),
         receiver: subscription.receiver,
         last_sent,
         finished,
@@ -227,7 +222,7 @@ pub async fn events(
                     live.last_sent = live.last_sent.max(stamped.id);
                     live.finished =
                         stamped.event.is_terminal() || matches!(stamped.event, JobEvent::Reconnect);
-                    if let Some(event) = render(live.video, &stamped, live.signer.as_ref()) {
+                    if let Some(event) = render(live.video, &stamped, &live.links) {
                         return Some((Ok::<_, Infallible>(event), live));
                     }
                 }

@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use crate::domain::Video;
 use crate::domain::{VideoId, VideoStatus};
+use crate::media::PublicBaseUrl;
 use crate::service::Service;
 
 mod policy;
@@ -124,12 +125,21 @@ fn file_response(
 }
 
 /// An HTML page with its policy: `frame_ancestors` names the sites that may frame it; with
-/// `None`, no site may.
-fn html(status: StatusCode, body: String, frame_ancestors: Option<&str>) -> HttpResponse {
+/// `None`, no site may. The page may load media from `--public-base-url`'s origin.
+fn html(
+    service: &Service,
+    status: StatusCode,
+    body: String,
+    frame_ancestors: Option<&str>,
+) -> HttpResponse {
     let mut response = file_response(status, "text/html; charset=utf-8", None);
+    let media_origin = service.config.storage.public_base_url.as_ref();
     response.insert_header((
         header::CONTENT_SECURITY_POLICY,
-        content_security_policy(frame_ancestors.unwrap_or("'none'")),
+        content_security_policy(
+            frame_ancestors.unwrap_or("'none'"),
+            media_origin.map(PublicBaseUrl::origin),
+        ),
     ));
     if frame_ancestors.is_none() {
         response.insert_header((header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")));
@@ -153,8 +163,9 @@ fn escape_html(text: &str) -> String {
 }
 
 /// `<title>` and link-preview tags (Open Graph) for a video page, so a shared link shows
-/// the title and the poster.
-fn video_head(video: &Video, origin: &str, page: &str) -> (String, String) {
+/// the title and the poster (`media` is where `/hls/` is fetched from: this server's origin,
+/// or `--public-base-url`).
+fn video_head(video: &Video, origin: &str, media: &str, page: &str) -> (String, String) {
     let name = video
         .title
         .as_deref()
@@ -170,7 +181,7 @@ fn video_head(video: &Video, origin: &str, page: &str) -> (String, String) {
     if video.status == VideoStatus::Ready {
         let _ = write!(
             meta,
-            "\n  <meta property=\"og:image\" content=\"{origin}/hls/{id}/poster.jpg\">\n  \
+            "\n  <meta property=\"og:image\" content=\"{media}/hls/{id}/poster.jpg\">\n  \
              <meta name=\"twitter:card\" content=\"summary_large_image\">"
         );
     }
@@ -217,7 +228,12 @@ async fn video_page(
     let Some(video) = video else {
         return Some((StatusCode::NOT_FOUND, body));
     };
-    let (title, meta) = video_head(&video, &escape_html(&origin(req)), page);
+    let origin = escape_html(&origin(req));
+    let media = match &service.config.storage.public_base_url {
+        Some(base) => escape_html(base.as_str()),
+        None => origin.clone(),
+    };
+    let (title, meta) = video_head(&video, &origin, &media, page);
     body = body
         .replacen("<title>reel</title>", &title, 1)
         .replacen("<!-- reel:meta -->", &meta, 1);
@@ -226,9 +242,10 @@ async fn video_page(
 
 /// The library (the creator's studio).
 #[route("/", method = "GET", method = "HEAD")]
-pub async fn library(files: web::Data<PageFiles>) -> HttpResponse {
+pub async fn library(service: web::Data<Service>, files: web::Data<PageFiles>) -> HttpResponse {
     match files.get("index.html").await {
         Some(file) => html(
+            &service,
             StatusCode::OK,
             String::from_utf8_lossy(&file.body).into_owned(),
             None,
@@ -246,7 +263,7 @@ pub async fn watch(
     req: HttpRequest,
 ) -> HttpResponse {
     match video_page(&service, &files, &req, &id, "watch").await {
-        Some((status, body)) => html(status, body, None),
+        Some((status, body)) => html(&service, status, body, None),
         None => not_found(),
     }
 }
@@ -261,6 +278,7 @@ pub async fn embed(
 ) -> HttpResponse {
     match video_page(&service, &files, &req, &id, "embed").await {
         Some((status, body)) => html(
+            &service,
             status,
             body,
             Some(service.config.embed_frame_ancestors.as_str()),

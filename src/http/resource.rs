@@ -9,6 +9,7 @@ use crate::auth::playback::PlaybackSigner;
 use crate::domain::{
     JobError, Rendition, SourceInfo, Step, Video, VideoId, VideoStatus, Visibility,
 };
+use crate::media::PublicBaseUrl;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VideoResource {
@@ -45,15 +46,21 @@ pub struct VideoResource {
     pub updated_at: String,
 }
 
+/// Paths on this server (`/api/v1/…`) for the API links; the media links (`playlist`,
+/// `poster`, `storyboard`, and each rendition's `playlist`) are `/hls/…` paths too, or absolute
+/// URLs below the operator's CDN when the server runs with `--public-base-url`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Links {
     #[serde(rename = "self")]
     pub self_: String,
     pub events: String,
+    /// The original file, from the API (owner checks, `downloaded` history): never below
+    /// `--public-base-url`.
     pub source: String,
-    /// The master playlist, once playable (growing while `processing`) or ready.
+    /// The master playlist, once playable (growing while `processing`) or ready. Signed
+    /// (`?exp=…&sig=…`) for a private video.
     pub playlist: Option<String>,
-    /// The poster image, once ready.
+    /// The poster image, once ready; signed like `playlist`.
     pub poster: Option<String>,
     /// The storyboard, once ready: a WebVTT track (W3C WebVTT) whose cues cover the whole
     /// video, each naming a thumbnail as `storyboard/sprite_<n>.jpg#xywh=x,y,w,h` (a sprite
@@ -180,18 +187,54 @@ pub fn video_url(id: VideoId) -> String {
     format!("/api/v1/videos/{id}")
 }
 
+/// How resources spell their media links (`/hls/<id>/…`): signed for a private video (with
+/// `--playback-secret`), and below `--public-base-url` when one is set. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct MediaLinks {
+    signer: Option<PlaybackSigner>,
+    base: Option<PublicBaseUrl>,
+}
+
+impl MediaLinks {
+    pub fn new(signer: Option<PlaybackSigner>, base: Option<PublicBaseUrl>) -> Self {
+        Self { signer, base }
+    }
+
+    /// `path` (a `/hls/<id>/…` path of `video`) as clients fetch it: under the public base,
+    /// with the signature query of a private video. Other paths are left as they are.
+    pub fn link(&self, video: &Video, path: &str) -> String {
+        if !path.starts_with("/hls/") {
+            return path.to_owned();
+        }
+        let mut url = match &self.base {
+            Some(base) => base.join(path),
+            None => path.to_owned(),
+        };
+        if let (Visibility::Private, Some(signer)) = (video.visibility, &self.signer) {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&signer.query(video.id));
+        }
+        url
+    }
+}
+
 impl VideoResource {
-    /// The resource of `video`; a private video's playback links are signed with `signer`.
-    pub fn new(video: &Video, signer: Option<&PlaybackSigner>) -> Self {
+    /// The resource of `video`, its media links spelled by `links`.
+    pub fn new(video: &Video, links: &MediaLinks) -> Self {
         let id = video.id;
         let ready = video.status == VideoStatus::Ready;
         // While it encodes, a playable video's ladder grows in place (see `transcode::live`).
         let watchable =
             ready || (video.status == VideoStatus::Processing && video.playable_at.is_some());
-        let signed = |url: String| match (video.visibility, signer) {
-            (Visibility::Private, Some(signer)) => format!("{url}?{}", signer.query(id)),
-            _ => url,
-        };
+        let signed = |path: String| links.link(video, &path);
+        let renditions = video
+            .renditions
+            .iter()
+            .map(|rendition| Rendition {
+                playlist: links.link(video, &rendition.playlist),
+                ..rendition.clone()
+            })
+            .collect();
         Self {
             id,
             owner: video.owner.clone(),
@@ -209,7 +252,7 @@ impl VideoResource {
                 .then(|| video.error.clone())
                 .flatten(),
             source: video.source.clone(),
-            renditions: video.renditions.clone(),
+            renditions,
             metadata: video.metadata.clone(),
             properties: video.properties.clone(),
             playable_at: video.playable_at.map(|at| at.to_rfc3339()),

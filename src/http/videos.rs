@@ -124,7 +124,7 @@ pub async fn upload_video(
         count_rejection(&service, &country.0, error);
     }
     let video = result?;
-    let resource = VideoResource::new(&video, service.signer());
+    let resource = VideoResource::new(&video, service.media_links());
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, video_url(video.id)))
         .json(resource))
@@ -213,7 +213,7 @@ pub async fn get_video(
     id: web::Path<String>,
 ) -> Result<web::Json<VideoResource>, ApiError> {
     let video = service.video(&caller, parse_id(&id)?).await?;
-    Ok(web::Json(VideoResource::new(&video, service.signer())))
+    Ok(web::Json(VideoResource::new(&video, service.media_links())))
 }
 
 /// Videos, newest first, cursor paginated; filtered by status, by a title search and by
@@ -268,7 +268,7 @@ pub async fn list_videos(
         items: page
             .items
             .iter()
-            .map(|video| VideoResource::new(video, service.signer()))
+            .map(|video| VideoResource::new(video, service.media_links()))
             .collect(),
         next_cursor: page.next.map(|id| id.to_string()),
     }))
@@ -333,7 +333,7 @@ pub async fn patch_video(
         visibility: patch.visibility,
     };
     let video = service.update(&caller, id, changes).await?;
-    Ok(web::Json(VideoResource::new(&video, service.signer())))
+    Ok(web::Json(VideoResource::new(&video, service.media_links())))
 }
 
 /// Delete a video: cancels its job (killing ffmpeg) and removes source and outputs.

@@ -34,6 +34,12 @@ pub struct StorageArgs {
     #[arg(long, env = "REEL_STORAGE_REDIRECT", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub storage_redirect: bool,
 
+    /// Absolute URL a CDN serves reel's `/hls/` under (`https://cdn.example.com`): the media
+    /// links of video resources (playlist, poster, storyboard, renditions) become absolute URLs
+    /// below it, a private video's signature kept. Unset: links are paths on reel itself.
+    #[arg(long, env = "REEL_PUBLIC_BASE_URL", value_name = "URL")]
+    pub public_base_url: Option<super::PublicBaseUrl>,
+
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide = true, hide_env_values = true)]
     pub aws_access_key_id: Option<String>,
     #[arg(
@@ -56,6 +62,7 @@ impl Default for StorageArgs {
             s3_endpoint: None,
             s3_timeout_secs: 20,
             storage_redirect: false,
+            public_base_url: None,
             aws_access_key_id: None,
             aws_secret_access_key: None,
             aws_session_token: None,

@@ -12,8 +12,10 @@
 
 mod args;
 pub mod bucket;
+mod explain;
 pub mod folder;
 pub mod live;
+mod public_url;
 mod work;
 
 use std::io;
@@ -28,7 +30,9 @@ use tempfile::{NamedTempFile, TempPath};
 
 use crate::domain::VideoId;
 pub use args::{OpenError, StorageArgs, StorageConfigError};
+pub use explain::explain;
 pub use live::{GROWING_MARKER, GrowingLadder, Growth};
+pub use public_url::PublicBaseUrl;
 pub use work::WorkDir;
 
 /// The file inside a ladder that makes it private (a dot file: never served).
@@ -325,38 +329,4 @@ pub(crate) fn remove_if_exists(path: &Path, is_dir: bool) -> Result<(), MediaErr
         Err(error) if error.kind() != io::ErrorKind::NotFound => Err(MediaError::io(path)(error)),
         _ => Ok(()),
     }
-}
-
-/// An operator's reading of a store failure at start: what is wrong and what to check.
-pub fn explain(error: &MediaError) -> String {
-    let hint = match error {
-        MediaError::Refused {
-            source:
-                object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. },
-            ..
-        } => {
-            "the bucket refused reel's credentials: check AWS_ACCESS_KEY_ID, \
-             AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), AWS_REGION, and that the key may \
-             read, write, list and delete in the bucket"
-        }
-        MediaError::Refused {
-            source: object_store::Error::NotFound { .. },
-            ..
-        } => "the bucket does not exist: create it, or fix the name in --storage",
-        MediaError::Unavailable { .. } => {
-            "no answer from the bucket: check --s3-endpoint (or AWS_REGION) and the network"
-        }
-        MediaError::Refused { .. } => "the bucket refused the request",
-        MediaError::Prepare { .. } | MediaError::Io { .. } => "the media dir cannot be written",
-        MediaError::Fenced => "a lease was lost",
-    };
-    let mut chain = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    format!("{hint} ({chain})")
 }

@@ -70,6 +70,8 @@ pub struct Service {
     tools: Tools,
     auth: Auth,
     signer: Option<PlaybackSigner>,
+    /// How resources spell media links (the signer again, and `--public-base-url`).
+    links: crate::http::resource::MediaLinks,
     /// `--property` expressions, evaluated at upload (the worker evaluates them again).
     properties: crate::properties::Properties,
     /// The upload metrics with their `--metric-label` labels.
@@ -107,7 +109,12 @@ impl Service {
             &declared.metric_labels,
             declared.metric_label_cap,
         );
+        let links = crate::http::resource::MediaLinks::new(
+            signer.clone(),
+            parts.config.storage.public_base_url.clone(),
+        );
         Self {
+            links,
             properties,
             labels,
             config: parts.config,
@@ -127,9 +134,10 @@ impl Service {
         self.auth.authenticate(token)
     }
 
-    /// Signs private videos' playback links; `None` when no `--playback-secret` is set.
-    pub fn signer(&self) -> Option<&PlaybackSigner> {
-        self.signer.as_ref()
+    /// How video resources spell their media links: signed for private videos (with a
+    /// `--playback-secret`), below `--public-base-url` when set.
+    pub fn media_links(&self) -> &crate::http::resource::MediaLinks {
+        &self.links
     }
 
     /// This process's SSE hub.

@@ -113,7 +113,8 @@ async function share(kind) {
   const text = {
     link: `${origin}/watch/${video.id}`,
     embed: embedCode(`${origin}/embed/${video.id}`, displayName(video), aspectRatio(video)),
-    hls: `${origin}${video.links.playlist}`,
+    // A path on this server, or an absolute URL when a CDN serves the media.
+    hls: new URL(video.links.playlist, location.href).href,
   }[kind];
   const what = { link: 'Link', embed: 'Embed code', hls: 'HLS link' }[kind];
   const copied = await copyText(text);

@@ -28,7 +28,7 @@ pub async fn bucket_app(prefix: &str, extra: &[&str]) -> (S3Server, TestApp) {
 }
 
 /// The URIs a playlist names (segments, init maps, rung playlists).
-pub fn uris(text: &[u8]) -> Vec<String> {
+fn uris(text: &[u8]) -> Vec<String> {
     match m3u8_rs::parse_playlist_res(text) {
         Ok(Playlist::MasterPlaylist(master)) => {
             let mut uris: Vec<String> = master.variants.iter().map(|v| v.uri.clone()).collect();
@@ -60,43 +60,6 @@ async fn fetch(app: &TestApp, path: &str, range: Option<&str>) -> (u16, Vec<u8>)
     (status, response.bytes().await.expect("body").to_vec())
 }
 
-/// Every key a ready video owns below `prefix`, read through reel the way a player would:
-/// its source, the master, each rung's playlists, init and media segments, the single-rung
-/// playlists of its renditions, the storyboard with its sheets, and the poster.
-pub async fn expected_keys(app: &TestApp, prefix: &str, id: &str) -> BTreeSet<String> {
-    let mut expected = BTreeSet::from([
-        format!("{prefix}/sources/{id}"),
-        format!("{prefix}/hls/{id}/master.m3u8"),
-        format!("{prefix}/hls/{id}/poster.jpg"),
-    ]);
-    let (status, master) = fetch(app, &format!("/hls/{id}/master.m3u8"), None).await;
-    assert_eq!(status, 200, "the master playlist through reel");
-    for rung in uris(&master) {
-        let rung_dir = rung.rsplit_once('/').map_or("", |(dir, _)| dir).to_owned();
-        expected.insert(format!("{prefix}/hls/{id}/{rung}"));
-        let (status, playlist) = fetch(app, &format!("/hls/{id}/{rung}"), None).await;
-        assert_eq!(status, 200, "{rung}");
-        for uri in uris(&playlist) {
-            expected.insert(format!("{prefix}/hls/{id}/{rung_dir}/{uri}"));
-        }
-    }
-    let video = app.video(id).await;
-    for rendition in video["renditions"].as_array().expect("renditions") {
-        let path = rendition["playlist"].as_str().expect("playlist link");
-        let path = path.split('?').next().unwrap_or(path);
-        expected.insert(format!("{prefix}{path}"));
-    }
-    let (status, track) = fetch(app, &format!("/hls/{id}/storyboard.vtt"), None).await;
-    assert_eq!(status, 200, "the storyboard track");
-    expected.insert(format!("{prefix}/hls/{id}/storyboard.vtt"));
-    for line in String::from_utf8_lossy(&track).lines() {
-        if let Some(sprite) = line.split('#').next().filter(|l| l.ends_with(".jpg")) {
-            expected.insert(format!("{prefix}/hls/{id}/{sprite}"));
-        }
-    }
-    expected
-}
-
 /// Nothing of the video is in the local media dir: sources and ladders live in the bucket.
 pub fn assert_no_local_media(app: &TestApp) {
     for sub in ["sources", "hls"] {
@@ -115,6 +78,68 @@ pub async fn assert_no_multipart_uploads(s3: &S3Server) {
     .await;
 }
 
+/// Fetches through `app` every file of the published ladder of `id` that its playlists, its
+/// resource and its storyboard name, checks segments byte for byte against the bucket (below
+/// `prefix`), and returns their keys plus the source's: exactly what the bucket should hold
+/// for the video.
+pub async fn published_keys(
+    app: &TestApp,
+    s3: &S3Server,
+    prefix: &str,
+    id: &str,
+) -> BTreeSet<String> {
+    // Playlists and segments through reel, byte for byte what the bucket holds; the bucket
+    // holds exactly the source and the ladder the playlists name (plus the poster).
+    let mut expected = BTreeSet::from([
+        format!("{prefix}/sources/{id}"),
+        format!("{prefix}/hls/{id}/master.m3u8"),
+        format!("{prefix}/hls/{id}/poster.jpg"),
+    ]);
+    let (status, master) = fetch(app, &format!("/hls/{id}/master.m3u8"), None).await;
+    assert_eq!(status, 200, "the master playlist through reel");
+    for rung in uris(&master) {
+        let rung_dir = rung.rsplit_once('/').map_or("", |(dir, _)| dir).to_owned();
+        expected.insert(format!("{prefix}/hls/{id}/{rung}"));
+        let (status, playlist) = fetch(app, &format!("/hls/{id}/{rung}"), None).await;
+        assert_eq!(status, 200, "{rung}");
+        for uri in uris(&playlist) {
+            let rel = format!("{rung_dir}/{uri}");
+            let key = format!("{prefix}/hls/{id}/{rel}");
+            let (status, body) = fetch(app, &format!("/hls/{id}/{rel}"), None).await;
+            assert_eq!(status, 200, "{rel}");
+            assert_eq!(body, s3.object(BUCKET, &key).await, "{rel}: as stored");
+            expected.insert(key);
+        }
+    }
+    let (status, poster) = fetch(app, &format!("/hls/{id}/poster.jpg"), None).await;
+    assert_eq!(
+        (status, &poster[..2]),
+        (200, &[0xff, 0xd8][..]),
+        "a JPEG poster"
+    );
+    // Each rung's own multivariant playlist, and the storyboard with its sprite sheets.
+    let video = app.video(id).await;
+    for rendition in video["renditions"].as_array().expect("renditions") {
+        let path = rendition["playlist"].as_str().expect("playlist link");
+        assert_eq!(fetch(app, path, None).await.0, 200, "{path}");
+        let path = path.split('?').next().unwrap_or(path);
+        expected.insert(format!("{prefix}{path}"));
+    }
+    let (status, track) = fetch(app, &format!("/hls/{id}/storyboard.vtt"), None).await;
+    assert_eq!(status, 200, "the storyboard track");
+    expected.insert(format!("{prefix}/hls/{id}/storyboard.vtt"));
+    for line in String::from_utf8_lossy(&track).lines() {
+        if let Some(sprite) = line.split('#').next().filter(|l| l.ends_with(".jpg")) {
+            assert_eq!(
+                fetch(app, &format!("/hls/{id}/{sprite}"), None).await.0,
+                200
+            );
+            expected.insert(format!("{prefix}/hls/{id}/{sprite}"));
+        }
+    }
+    expected
+}
+
 #[tokio::test]
 #[ignore = "needs an S3 server (moto): scripts/test runs it"]
 async fn a_raw_upload_into_a_bucket_plays_through_reel_and_its_delete_leaves_nothing() {
@@ -124,23 +149,12 @@ async fn a_raw_upload_into_a_bucket_plays_through_reel_and_its_delete_leaves_not
     let id = app.upload_id(&clip).await;
     app.wait_for(&id, "ready").await;
 
-    // The bucket holds exactly the source and the ladder the playlists name (plus the poster,
-    // the rungs' own playlists, the storyboard); each comes through reel as stored.
-    let expected = expected_keys(&app, "specs", &id).await;
+    let expected = published_keys(&app, &s3, "specs", &id).await;
     let stored: BTreeSet<String> = s3.keys(BUCKET, "").await.into_iter().collect();
     assert_eq!(
         stored, expected,
         "the bucket holds exactly the video's objects"
     );
-    let ladder = format!("specs/hls/{id}/");
-    for rel in expected.iter().filter_map(|key| key.strip_prefix(&ladder)) {
-        let (status, body) = fetch(&app, &format!("/hls/{id}/{rel}"), None).await;
-        assert_eq!(status, 200, "{rel}");
-        let key = format!("{ladder}{rel}");
-        assert_eq!(body, s3.object(BUCKET, &key).await, "{rel}: as stored");
-    }
-    let (_, poster) = fetch(&app, &format!("/hls/{id}/poster.jpg"), None).await;
-    assert_eq!(&poster[..2], &[0xff, 0xd8][..], "a JPEG poster");
     assert_no_local_media(&app);
     assert_no_multipart_uploads(&s3).await;
 
@@ -248,7 +262,7 @@ async fn a_single_node_aborts_stale_multipart_uploads_at_start_and_readyz_report
 }
 
 /// Runs `reel serve` expecting it to refuse to start; returns what it logged.
-fn refused_start(flags: &[String]) -> String {
+pub fn refused_start(flags: &[String]) -> String {
     let media = tempfile::tempdir().expect("media");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_reel"))
         .args(["serve", "--listen", "127.0.0.1:0", "--media-dir"])

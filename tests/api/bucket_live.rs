@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use m3u8_rs::{MediaPlaylist, MediaPlaylistType};
 
-use crate::bucket::{BUCKET, assert_no_local_media, assert_no_multipart_uploads, expected_keys};
+use crate::bucket::{BUCKET, assert_no_local_media, assert_no_multipart_uploads, published_keys};
 use crate::fixtures;
 use crate::growing::{
     SLOW, assert_aligned, assert_ffmpeg_reads, fetch, folder, master, media, media_uris,
@@ -140,7 +140,7 @@ async fn a_bucket_ladder_is_watchable_while_it_encodes_and_becomes_vod_when_read
     let stored: BTreeSet<String> = s3.keys(BUCKET, "").await.into_iter().collect();
     assert_eq!(
         stored,
-        expected_keys(&app, "live", &id).await,
+        published_keys(&app, &s3, "live", &id).await,
         "exactly the video's objects"
     );
     let copy = download_ladder(&s3, "live", &id).await;
@@ -226,7 +226,7 @@ async fn a_crash_while_playable_on_a_bucket_is_redone_into_one_consistent_ladder
     assert!(ready["playable_at"].is_string(), "{ready}");
     // One ladder: exactly what its playlists name (no segment of the dead attempt), no marker.
     let stored: BTreeSet<String> = s3.keys(BUCKET, "").await.into_iter().collect();
-    assert_eq!(stored, expected_keys(&app, "crash", &id).await);
+    assert_eq!(stored, published_keys(&app, &s3, "crash", &id).await);
     let copy = download_ladder(&s3, "crash", &id).await;
     assert_ladder_at(copy.path().to_path_buf(), &source, Expect::default()).await;
     assert_eq!(app.delete(&id).await, 204);
@@ -319,7 +319,7 @@ async fn on_a_bucket_a_worker_that_lost_its_lease_after_playable_leaves_the_next
     assert_eq!(fetch(&api, &format!("/hls/{id}/master.m3u8")).await.0, 200);
     api.wait_for(&id, "ready").await;
     let stored: BTreeSet<String> = s3.keys(BUCKET, "").await.into_iter().collect();
-    assert_eq!(stored, expected_keys(&api, "lease", &id).await);
+    assert_eq!(stored, published_keys(&api, &s3, "lease", &id).await);
     let copy = download_ladder(&s3, "lease", &id).await;
     assert_ladder_at(copy.path().to_path_buf(), &source, Expect::default()).await;
 }

@@ -3,8 +3,11 @@
 
 mod auth;
 mod bucket;
+mod bucket_auth;
 mod bucket_faults;
 mod bucket_live;
+mod bucket_refusals;
+mod bucket_scale;
 mod cli;
 mod contract;
 mod corpus;
@@ -27,6 +30,7 @@ mod openapi;
 mod pipeline;
 mod private;
 mod properties;
+mod public_base;
 mod ranges;
 mod recovery;
 mod s3;

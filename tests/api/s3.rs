@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// Credentials reel is given; moto accepts any.
+/// Credentials reel is given; moto accepts any (unless it enforces auth: see
+/// [`S3Server::start_enforcing_auth_after`]).
 pub const KEY_ID: &str = "reel-spec";
 pub const SECRET: &str = "reel-spec-secret";
 
@@ -40,12 +41,24 @@ fn moto_server() -> PathBuf {
 impl S3Server {
     /// Starts a server on a free port and waits until it answers.
     pub fn start() -> S3Server {
+        S3Server::start_with_env(&[])
+    }
+
+    /// A server that checks signatures and IAM permissions once `free` requests were served
+    /// (moto's `INITIAL_NO_AUTH_ACTION_COUNT`): spend them on the bucket and on
+    /// [`S3Server::create_access_key`]; from then on only a key made there is accepted.
+    pub fn start_enforcing_auth_after(free: u32) -> S3Server {
+        S3Server::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", &free.to_string())])
+    }
+
+    fn start_with_env(env: &[(&str, &str)]) -> S3Server {
         let dir = tempfile::tempdir().expect("moto dir");
         let log = dir.path().join("moto.log");
         let log_file = std::fs::File::create(&log).expect("moto log");
         let program = moto_server();
         let child = Command::new(&program)
             .args(["-H", "127.0.0.1", "-p", "0"])
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log handle"))
@@ -160,6 +173,53 @@ impl S3Server {
         ]
         .map(str::to_owned)
         .to_vec()
+    }
+
+    /// Makes an IAM user allowed `s3:*` and an access key for it (three IAM requests, which
+    /// count against [`S3Server::start_enforcing_auth_after`]); returns (key id, secret).
+    pub async fn create_access_key(&self, user: &str) -> (String, String) {
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+        self.iam(&[("Action", "CreateUser"), ("UserName", user)])
+            .await;
+        self.iam(&[
+            ("Action", "PutUserPolicy"),
+            ("UserName", user),
+            ("PolicyName", "reel-s3"),
+            ("PolicyDocument", policy),
+        ])
+        .await;
+        let created = self
+            .iam(&[("Action", "CreateAccessKey"), ("UserName", user)])
+            .await;
+        let first = |name: &str| {
+            elements(&created, name)
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| panic!("{name} in {created}"))
+        };
+        (first("AccessKeyId"), first("SecretAccessKey"))
+    }
+
+    /// One IAM query-API request (moto tells services apart by the signing scope).
+    async fn iam(&self, form: &[(&str, &str)]) -> String {
+        let scope = format!(
+            "AWS4-HMAC-SHA256 Credential={KEY_ID}/20260101/us-east-1/iam/aws4_request, \
+             SignedHeaders=host, Signature=0"
+        );
+        let mut form = form.to_vec();
+        form.push(("Version", "2010-05-08"));
+        let response = self
+            .client
+            .post(format!("{}/", self.endpoint))
+            .header(reqwest::header::AUTHORIZATION, scope)
+            .form(&form)
+            .send()
+            .await
+            .expect("IAM request");
+        let status = response.status();
+        let body = response.text().await.expect("IAM answer");
+        assert!(status.is_success(), "IAM {form:?}: {status} {body}");
+        body
     }
 
     /// Every object key below `prefix`, sorted (ListObjectsV2, every page).

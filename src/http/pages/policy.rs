@@ -49,18 +49,37 @@ impl FromStr for FrameAncestors {
     }
 }
 
-/// The policy of every page; `frame_ancestors` is the only part that differs.
-pub fn content_security_policy(frame_ancestors: &str) -> String {
+/// The policy of every page: `frame_ancestors` names who may frame it, and `media_origin`
+/// (the origin of `--public-base-url`, when set) may serve the playlists, segments, posters and
+/// storyboards the page loads.
+pub fn content_security_policy(frame_ancestors: &str, media_origin: Option<&str>) -> String {
+    let media = media_origin
+        .map(|origin| format!(" {origin}"))
+        .unwrap_or_default();
     format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-         media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; \
-         base-uri 'none'; form-action 'self'; frame-ancestors {frame_ancestors}"
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'{media} data: blob:; \
+         media-src 'self'{media} blob:; worker-src 'self' blob:; connect-src 'self'{media}; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {frame_ancestors}"
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_media_origin_may_serve_images_media_and_fetches_only() {
+        let policy = content_security_policy("'none'", Some("https://cdn.example.com"));
+        for directive in [
+            "img-src 'self' https://cdn.example.com data: blob:;",
+            "media-src 'self' https://cdn.example.com blob:;",
+            "connect-src 'self' https://cdn.example.com;",
+            "script-src 'self';",
+        ] {
+            assert!(policy.contains(directive), "{directive} in {policy}");
+        }
+        assert!(!content_security_policy("*", None).contains("cdn"));
+    }
 
     #[test]
     fn frame_ancestors_take_sources_and_refuse_what_would_break_the_header() {
