@@ -1,7 +1,7 @@
 //! The media store as a local folder (the default): `sources/<id>`, `hls/<id>/`, next to the
 //! work area's `tmp/` on the same filesystem, so filing an upload and publishing a ladder are
 //! each one atomic rename. nginx serves `hls/` and `sources/` straight from it. A ladder
-//! that grows while it encodes is in [`live`].
+//! that grows while it encodes is in `live`.
 
 mod live;
 

@@ -3,9 +3,9 @@
 //!
 //! Publishing a ready ladder ends inside the `ready` transaction: first every file but the
 //! master is staged (nothing for the folder; uploaded for a bucket, each write only while the
-//! lease is confirmed, see [`LeaseFence`](super::fence::LeaseFence)), then the row is changed under the lease (which
-//! holds it), the ladder is committed (the folder's one rename; the bucket's master playlist,
-//! written last), then the change commits. A worker that lost its lease matches no row, so it
+//! lease is confirmed, see [`LeaseFence`](super::fence::LeaseFence)), then the row is changed
+//! under the lease (which holds it), the ladder is committed (the folder's one rename; the
+//! bucket's master playlist, written last), then the change commits. A worker that lost its lease matches no row, so it
 //! can never publish over the attempt that replaced it, and readers never see `ready` without
 //! the ladder. A crash after the commit of the ladder and before the database's leaves a ladder
 //! for a `processing` row: the next attempt removes it before it starts.
@@ -211,9 +211,9 @@ impl Encoders {
     }
 
     /// A ladder that could not be written: a bucket that is away or a lease that could not be
-    /// confirmed sends the job back to the queue with back-off (what was written stays
-    /// invisible without its master, and the next attempt overwrites it); anything else fails
-    /// the job.
+    /// confirmed sends the job back to the queue with back-off (what was staged stays
+    /// invisible without its master, a ladder that grew is withdrawn by [`Encoders::settle`],
+    /// and the next attempt wipes what is left as it starts); anything else fails the job.
     async fn publish_failed(&self, lease: Lease, failure: MediaError) -> &'static str {
         if failure.is_transient() || matches!(failure, MediaError::Fenced) {
             let delay = retry_delay(1);

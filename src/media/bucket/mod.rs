@@ -4,7 +4,7 @@
 //! Every request is bounded: small requests by `--s3-timeout-secs` (one retry), streaming
 //! GETs by the same time without a byte. Sources are streamed in as multipart uploads
 //! ([`sink`]); ladders are written file by file with the master last ([`ladder`]), or grow
-//! segment by segment while they encode ([`live`]); what crashed uploads left is found and
+//! segment by segment while they encode (`live`); what crashed uploads left is found and
 //! aborted by [`stale`].
 
 mod config;

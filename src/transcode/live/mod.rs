@@ -2,7 +2,7 @@
 //! watching long before it is done, whatever the media store (folder or bucket).
 //!
 //! ffmpeg writes `EVENT` playlists in the work folder, each rewritten (temp file + rename) as a
-//! segment closes. Every `TICK`, [`Growing::look`] reads them and takes segment `n` only once
+//! segment closes. Every `TICK`, `Growing::look` reads them and takes segment `n` only once
 //! **every** rendition (each rung and the audio) lists it, so the published rungs stay aligned
 //! at every instant. Segments and init segments keep the names of the final ladder; the
 //! published media playlists are `EXT-X-PLAYLIST-TYPE:EVENT` (RFC 8216 §4.3.3.5: segments are
@@ -13,7 +13,7 @@
 //! BANDWIDTH, the [`GROWING_MARKER`](crate::media::GROWING_MARKER)) appears at once, with the
 //! master last; later ones add segments, then the playlists that name them. At the end, the
 //! finished VOD ladder replaces the growing one in the ready commit
-//! ([`MediaStore::commit_ladder`]); a job that ends any other way [`withdraw`]s it: players
+//! ([`MediaStore::commit_ladder`]); a job that ends any other way `withdraw`s it: players
 //! get `404`.
 
 use std::sync::Arc;
