@@ -70,9 +70,11 @@ pub async fn reconcile(
         }
         // A ladder that was growing when its job died: gone until the job runs again, so no
         // player ever mixes two attempts' segments. On a shared database a `processing` job
-        // may be running elsewhere, and its ladder is left to it.
+        // may be running elsewhere, and its ladder is left to it. Only videos with something
+        // below `hls/<id>/` are asked (a bucket answers each with a request).
         if *status != VideoStatus::Ready
             && (single_node || *status != VideoStatus::Processing)
+            && inventory.ladders.contains_key(&id)
             && let Err(error) = media.withdraw_growing(id, None).await
         {
             warn!(video.id = %id, %error, "cannot remove a partial ladder");
