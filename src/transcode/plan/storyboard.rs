@@ -120,11 +120,14 @@ impl Storyboard {
     /// which feeds on that progress, stopped healthy encodes. So one black frame of the
     /// sheets' size goes first (`concat` passes it at once); ffmpeg writes it as
     /// [`Storyboard::ffmpeg_name`] 0, and [`adopt_sheets`] drops it when the encode is done.
+    /// The frames are then timed one second apart (`setpts=N/TB`): a sheet carries its first
+    /// thumbnail's time, 0 for the first, which `concat` does not always move past a
+    /// one-frame lead, and the encoder refuses two frames at one time.
     pub fn branch(&self, input: &str, scaler: &str, output: &str) -> String {
         let (w, h) = self.sheet_size();
         format!(
             "[{input}]{}[tiles];color=c=black:s={w}x{h}:r=1:d=1,setsar=1,format=yuvj420p[lead];\
-             [lead][tiles]concat=n=2:v=1:a=0[{output}]",
+             [lead][tiles]concat=n=2:v=1:a=0,setpts=N/TB[{output}]",
             self.filters(scaler)
         )
     }
@@ -366,7 +369,7 @@ mod tests {
             board.branch("sb", "bicubic", "board"),
             "[sb]select=not(mod(n\\,30)),scale=160:90:flags=bicubic,setsar=1,format=yuvj420p,\
              tile=6x1[tiles];color=c=black:s=960x90:r=1:d=1,setsar=1,format=yuvj420p[lead];\
-             [lead][tiles]concat=n=2:v=1:a=0[board]"
+             [lead][tiles]concat=n=2:v=1:a=0,setpts=N/TB[board]"
         );
     }
 
