@@ -1,5 +1,5 @@
 // Watch while it encodes: real Chromium (hls.js) through the real nginx plays a 40 s upload
-// from its start while it is still `processing`, keeps playing across the switch to the
+// from its start while it is still `processing` (opened well into the encode), keeps playing across the switch to the
 // finished ladder without a stall, offers the rungs in the quality menu all along, and says
 // why when the video is deleted under it or its encode fails.
 
@@ -126,6 +126,18 @@ function qualityMenu(page) {
   }));
 }
 
+/** Waits until the media playlist `uri` of `video` lists `count` segments; resolves its text. */
+async function waitListed(baseUrl, video, uri, count, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await request(`${baseUrl}/hls/${video.id}/${uri}`);
+    const text = res.body.toString();
+    if (res.status === 200 && (text.match(/^#EXTINF:/gm) || []).length >= count) return text;
+    assert.ok(Date.now() < deadline, `${uri} never listed ${count} segments: ${res.status} ${text}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** A wall-clock time (ms) for a readEvents `at` (node's performance.now()). */
 const wallClock = (at) => performance.timeOrigin + at;
 
@@ -135,9 +147,13 @@ test('the watch page plays a video from its start while it encodes and on into t
   const { context, page, problems, failed } = await openPage(browser, { hlsJs: true });
   await recordPlayback(context);
   try {
-    await page.goto(`${edge.url}/watch/${video.id}`);
+    // Open the page once the ladder reaches past where a player joining a live stream starts
+    // (3 target durations from its end), so starting at the beginning is the page's doing.
     const playable = await waitPlayable(edge.url, video);
     assert.equal(playable.status, 'processing');
+    await waitListed(edge.url, video, '240p/index.m3u8', 5);
+    assert.equal((await getJson(`${edge.url}${video.links.self}`)).status, 'processing', 'opened while it encodes');
+    await page.goto(`${edge.url}/watch/${video.id}`);
     // nginx serves the growing playlists fresh, and the segments as immutable as ever.
     const master = await request(`${edge.url}/hls/${video.id}/master.m3u8`);
     const rung = await request(`${edge.url}/hls/${video.id}/240p/index.m3u8`);
