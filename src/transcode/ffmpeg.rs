@@ -113,7 +113,8 @@ pub fn ladder_args(plan: &EncodePlan) -> Vec<OsString> {
             .into_os_string(),
     );
     args.push(plan.out_dir.join("%v").join("index.m3u8").into_os_string());
-    // The storyboard: one JPEG per sheet, written as the tile filter fills it.
+    // The storyboard: a lead frame, then one JPEG per sheet as the tile filter fills it
+    // (`outputs` renames them to the sheets' names).
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     push(&[
         "-map",
@@ -132,7 +133,7 @@ pub fn ladder_args(plan: &EncodePlan) -> Vec<OsString> {
     args.push(
         plan.out_dir
             .join(storyboard::DIR)
-            .join("sprite_%d.jpg")
+            .join(storyboard::Storyboard::FFMPEG_PATTERN)
             .into_os_string(),
     );
     args
@@ -252,7 +253,7 @@ mod tests {
         assert!(
             args.ends_with(
                 "/index.m3u8 -map [board] -c:v mjpeg -q:v 5 -fps_mode passthrough -f image2 \
-                 -start_number 0 /m/tmp/job/ladder/storyboard/sprite_%d.jpg"
+                 -start_number 0 /m/tmp/job/ladder/storyboard/frame_%d.jpg"
             ),
             "{args}"
         );

@@ -94,7 +94,11 @@ fn sheets_written(dir: &Path, board: &storyboard::Storyboard) -> u32 {
 /// Writes `storyboard.vtt` for the sheets ffmpeg wrote; returns how many. A missing storyboard
 /// costs the seek-bar previews, not the video: it is logged, not failed.
 fn write_storyboard(out_dir: &Path, board: &storyboard::Storyboard) -> Result<u32, PlaylistError> {
-    let sheets = sheets_written(&out_dir.join(storyboard::DIR), board);
+    let dir = out_dir.join(storyboard::DIR);
+    if let Err(error) = storyboard::adopt_sheets(&dir, board) {
+        warn!(%error, "cannot rename the storyboard sheets");
+    }
+    let sheets = sheets_written(&dir, board);
     if sheets < board.sheets() {
         warn!(
             expected = board.sheets(),

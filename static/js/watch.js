@@ -29,9 +29,12 @@ const stage = createStage({
 });
 let video = null;
 let shareTimer = null;
-/** The attached player and its seek bar, once there are. */
+/** The attached player, its seek bar and its quality menu, once there are. */
 let playing = null;
 let seekBar = null;
+let quality = null;
+/** Set once a growing ladder went away under the player: nothing plays any more. */
+let stopped = false;
 
 /** Shows what is known about the video beside the player. */
 function render(next) {
@@ -53,12 +56,16 @@ function render(next) {
 
 async function play(ready) {
   stage.showPlayer();
-  let showQuality = () => {};
   const player = await attachPlayer(el.player, ready, {
-    onRendition: (rendition) => showQuality(rendition),
+    onRendition: (rendition) => quality && quality.show(rendition),
     onError: (message) => showMessage(el.playerError, message),
   });
   if (!player) return;
+  if (stopped) {
+    // The ladder went away while the player was being attached.
+    player.destroy();
+    return;
+  }
   playing = player;
   el.player.dataset.mode = player.mode;
   // The seek bar under the player, with storyboard thumbnails once the track has loaded.
@@ -69,8 +76,8 @@ async function play(ready) {
   );
   seekBar = bar;
   loadStoryboard(ready.links.storyboard).then(bar.setCues);
-  showQuality = setUpQuality({ box: el.quality, select: el.qualitySelect, now: el.qualityNow }, player);
-  showQuality(player.onScreen());
+  quality = setUpQuality({ box: el.quality, select: el.qualitySelect, now: el.qualityNow }, player);
+  quality.show(player.onScreen());
 }
 
 function follow(unfinished) {
@@ -83,9 +90,14 @@ function follow(unfinished) {
   };
   showProgressUntilDone(unfinished, stage, (final) => {
     if (started && (!final || final.status !== 'ready')) {
-      // Its partial ladder is gone: say why instead of a stalled player.
+      // Its partial ladder is gone: say why instead of a stalled player, and take away the
+      // controls of what can no longer play.
+      stopped = true;
       if (playing) playing.destroy();
       playing = null;
+      quality = null;
+      el.quality.hidden = true;
+      el.scrubber.hidden = true;
       if (final) render(final);
       stage.say(stoppedText(final));
       return;
@@ -98,10 +110,15 @@ function follow(unfinished) {
     render(final);
     if (final.status === 'ready') {
       announce('The video is ready to play.');
-      // A player already on the growing ladder goes on into the finished one; the seek bar
-      // gets the storyboard, which only a finished ladder has.
+      // A player already on the growing ladder goes on into the finished one; the quality
+      // menu takes its renditions (measured rates) and the seek bar its storyboard, which
+      // only a finished ladder has.
       if (!started) play(final);
-      else if (seekBar) loadStoryboard(final.links.storyboard).then(seekBar.setCues);
+      else {
+        if (playing) playing.setRenditions(final.renditions);
+        if (quality) quality.refresh();
+        if (seekBar) loadStoryboard(final.links.storyboard).then(seekBar.setCues);
+      }
     } else {
       stage.say(final.status === 'failed' ? failedText(final) : 'Processing of this video was canceled.');
     }

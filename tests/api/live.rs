@@ -10,6 +10,8 @@ use crate::fixtures;
 use crate::helpers::{Sse, TestApp, postgres_database, postgres_url, wait_until};
 use crate::ladder_checks::{Expect, assert_ladder};
 
+mod reader;
+
 /// A slower preset than the specs' default, so a 20 s clip is still encoding when the spec
 /// looks at it.
 const SLOW: [&str; 2] = ["--x264-preset", "medium"];

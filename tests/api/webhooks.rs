@@ -1,6 +1,7 @@
 //! Webhooks against real processes: reel, and a receiver (tests/api/webhooks/receiver.py) that
 //! verifies every call with the PyPI `standardwebhooks` library, independent of reel.
 
+mod playable;
 mod support;
 
 use serde_json::{Value, json};

@@ -50,7 +50,7 @@ pub const STORYBOARD_LABEL: &str = "board";
 
 /// The whole graph: rungs `[v0]…` (lowest first) scaled in cascade, each from the rung above
 /// (the top one from the source), the storyboard's sheets `[board]` from a branch of the
-/// lowest rung, and the audio once as `[a0]`.
+/// lowest rung (after a lead frame, see `Storyboard::branch`), and the audio once as `[a0]`.
 ///
 /// Scaling each rung from the one above costs a fraction of scaling every rung from the full
 /// picture, and the downscale steps stay at or below 1.5× (1080→720→480→360→240).
@@ -73,10 +73,8 @@ pub fn ladder_graph(plan: &EncodePlan) -> String {
             rung.width, rung.height
         ));
     }
-    graph.push_str(&format!(
-        ";[sb]{}[{STORYBOARD_LABEL}]",
-        plan.storyboard.filters(SCALER)
-    ));
+    graph.push(';');
+    graph.push_str(&plan.storyboard.branch("sb", SCALER, STORYBOARD_LABEL));
     if let Some(audio) = plan.audio {
         let mut chain = Vec::new();
         if plan.offset > 0.0005 {
@@ -195,7 +193,7 @@ mod tests {
             .expect(&graph);
         assert!(top < low, "{graph}");
         assert!(
-            graph.contains(";[sb]select=not(mod(n\\,30)),scale=160:90:flags=bicubic,setsar=1,format=yuvj420p,tile=6x1[board]"),
+            graph.contains(";[sb]select=not(mod(n\\,30)),scale=160:90:flags=bicubic,setsar=1,format=yuvj420p,tile=6x1[tiles];"),
             "{graph}"
         );
     }

@@ -5,6 +5,7 @@
 //! what ffmpeg wrote.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use crate::transcode::probe::Rational;
 
@@ -110,6 +111,36 @@ impl Storyboard {
         format!("sprite_{n}.jpg")
     }
 
+    /// The graph's branch from `input` to `output`: a lead frame, then the sheets.
+    ///
+    /// ffmpeg (5.1 to 7.x) prints no `-progress` report until every output has written its
+    /// header, and the sheets' output writes its header with its first frame, which `tile`
+    /// emits only once a sheet is full: a quarter to half of the way into a long video, at the
+    /// end of a short one. Until then the job had no progress to show, and the stall watchdog,
+    /// which feeds on that progress, stopped healthy encodes. So one black frame of the
+    /// sheets' size goes first (`concat` passes it at once); ffmpeg writes it as
+    /// [`Storyboard::ffmpeg_name`] 0, and [`adopt_sheets`] drops it when the encode is done.
+    /// The frames are then timed one second apart (`setpts=N/TB`): a sheet carries its first
+    /// thumbnail's time, 0 for the first, which `concat` does not always move past a
+    /// one-frame lead, and the encoder refuses two frames at one time.
+    pub fn branch(&self, input: &str, scaler: &str, output: &str) -> String {
+        let (w, h) = self.sheet_size();
+        format!(
+            "[{input}]{}[tiles];color=c=black:s={w}x{h}:r=1:d=1,setsar=1,format=yuvj420p[lead];\
+             [lead][tiles]concat=n=2:v=1:a=0,setpts=N/TB[{output}]",
+            self.filters(scaler)
+        )
+    }
+
+    /// The file name ffmpeg gives the `n`-th frame of the branch (0 is the lead, 1 the first
+    /// sheet).
+    pub fn ffmpeg_name(n: u32) -> String {
+        format!("frame_{n}.jpg")
+    }
+
+    /// [`Storyboard::ffmpeg_name`] as an `-f image2` pattern (numbered from 0).
+    pub const FFMPEG_PATTERN: &'static str = "frame_%d.jpg";
+
     /// The filters after the branch: keep every `every`-th frame, scale, tile into sheets.
     pub fn filters(&self, scaler: &str) -> String {
         format!(
@@ -184,6 +215,26 @@ pub fn vtt(board: &Storyboard, cues: &[Cue]) -> String {
         );
     }
     out
+}
+
+/// Renames the sheets ffmpeg wrote in `dir` to their published names (frame `n + 1` becomes
+/// sheet `n`) and removes the lead frame and anything past the planned sheets (blocking file
+/// I/O). A missing frame is left for the caller's count to notice.
+pub fn adopt_sheets(dir: &Path, board: &Storyboard) -> std::io::Result<()> {
+    for n in 0..board.sheets() {
+        let from = dir.join(Storyboard::ffmpeg_name(n + 1));
+        match std::fs::rename(&from, dir.join(Storyboard::sheet_name(n))) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with("frame_") {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Width and height of a baseline or progressive JPEG, from its first SOF marker.
@@ -309,6 +360,41 @@ mod tests {
                 .filters("bicubic")
                 .starts_with("select=not(mod(n\\,30)),scale=160:90")
         );
+    }
+
+    #[test]
+    fn the_branch_starts_with_a_lead_frame_of_the_sheets_size() {
+        let board = plan(6.0, RATE, 426, 240);
+        assert_eq!(
+            board.branch("sb", "bicubic", "board"),
+            "[sb]select=not(mod(n\\,30)),scale=160:90:flags=bicubic,setsar=1,format=yuvj420p,\
+             tile=6x1[tiles];color=c=black:s=960x90:r=1:d=1,setsar=1,format=yuvj420p[lead];\
+             [lead][tiles]concat=n=2:v=1:a=0,setpts=N/TB[board]"
+        );
+    }
+
+    #[test]
+    fn adopting_the_sheets_drops_the_lead_and_renames_the_rest() {
+        let dir = tempfile::tempdir().expect("dir");
+        let board = plan(300.0, RATE, 426, 240);
+        assert_eq!(board.sheets(), 2);
+        for n in 0..4 {
+            std::fs::write(dir.path().join(Storyboard::ffmpeg_name(n)), [n as u8]).expect("write");
+        }
+        adopt_sheets(dir.path(), &board).expect("adopt");
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["sprite_0.jpg", "sprite_1.jpg"]);
+        assert_eq!(
+            std::fs::read(dir.path().join("sprite_0.jpg")).ok(),
+            Some(vec![1])
+        );
+        // A run that wrote no sheet: nothing to rename, nothing fails.
+        let empty = tempfile::tempdir().expect("dir");
+        adopt_sheets(empty.path(), &board).expect("adopt nothing");
     }
 
     #[test]

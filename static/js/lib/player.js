@@ -31,14 +31,56 @@ export function renditionOnScreen(renditions, width, height) {
 }
 
 /**
+ * The rungs of a multivariant playlist `text` read from `masterUrl`, ascending, shaped like the
+ * resource's renditions: name (the rung's folder), width, height, bandwidth and playlist (the
+ * rung's own multivariant playlist beside the master, `<name>.m3u8`, which keeps the audio
+ * group; signed like the master).
+ */
+export function renditionsOfMaster(text, masterUrl) {
+  const base = new URL(masterUrl, location.href);
+  const lines = text.split(/\r?\n/).map((line) => line.trim());
+  const rungs = [];
+  lines.forEach((line, i) => {
+    if (!line.startsWith('#EXT-X-STREAM-INF:')) return;
+    const uri = lines.slice(i + 1).find((next) => next && !next.startsWith('#'));
+    if (!uri) return;
+    const attributes = {};
+    for (const [, name, value] of line.slice(18).matchAll(/([A-Z0-9-]+)=("[^"]*"|[^,]*)/g)) attributes[name] = value.replace(/^"|"$/g, '');
+    const [width, height] = (attributes.RESOLUTION || '0x0').split('x').map(Number);
+    const name = new URL(uri, base).pathname.split('/').at(-2);
+    const playlist = new URL(`${name}.m3u8`, base);
+    playlist.search = base.search;
+    rungs.push({ name, width, height, bandwidth: Number(attributes.BANDWIDTH) || 0, playlist: `${playlist.pathname}${playlist.search}` });
+  });
+  return rungs.sort((a, b) => a.bandwidth - b.bandwidth);
+}
+
+/** The rungs a master playlist lists; none when it cannot be read. */
+async function readRenditions(master) {
+  try {
+    const response = await fetch(master);
+    return response.ok ? renditionsOfMaster(await response.text(), master) : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
  * Starts `video` (a ready resource, or a processing one whose ladder grows) in the <video> element `media`. `onRendition(rung|null)`
  * runs whenever the picture's size changes; `onError(message)` when playback cannot go on.
- * Resolves { mode: 'native' | 'hls.js', renditions, select(index), onScreen(), destroy() }
- * (`select(-1)` is automatic), or null when this browser cannot play HLS at all.
+ * Resolves { mode: 'native' | 'hls.js', renditions, setRenditions(list), select(index),
+ * onScreen(), destroy() } (`select(-1)` is automatic), or null when this browser cannot play
+ * HLS at all. A growing ladder's resource lists no renditions yet: they are read from its
+ * master playlist, and `setRenditions` takes the finished ladder's once it is ready.
  */
 export async function attachPlayer(media, video, { onRendition = () => {}, onError }) {
-  const renditions = video.renditions || [];
+  let renditions = video.renditions || [];
   const master = new URL(video.links.playlist, location.href).href;
+  const listed = renditions.length ? Promise.resolve(renditions) : readRenditions(master);
+  const rungs = {
+    get renditions() { return renditions; },
+    setRenditions(list) { if (list && list.length) renditions = list; },
+  };
   const onScreen = () => renditionOnScreen(renditions, media.videoWidth, media.videoHeight);
   const report = () => onRendition(onScreen());
   if (video.links.poster) media.poster = video.links.poster;
@@ -53,13 +95,13 @@ export async function attachPlayer(media, video, { onRendition = () => {}, onErr
   if (media.canPlayType(HLS_TYPE)) {
     media.addEventListener('error', () => onError('This video could not be played. Please reload the page.'));
     media.src = master;
-    return {
+    renditions = await listed;
+    return Object.defineProperties({
       mode: 'native',
-      renditions,
       onScreen,
       select: (index) => switchNative(media, index < 0 ? master : new URL(renditions[index].playlist, master).href),
       destroy: () => { media.removeAttribute('src'); media.load(); },
-    };
+    }, Object.getOwnPropertyDescriptors(rungs));
   }
 
   const Hls = await loadHlsJs();
@@ -77,14 +119,14 @@ export async function attachPlayer(media, video, { onRendition = () => {}, onErr
   });
   hls.loadSource(master);
   hls.attachMedia(media);
-  return {
+  renditions = await listed;
+  return Object.defineProperties({
     mode: 'hls.js',
-    renditions,
     onScreen,
     // currentLevel switches now (flushing the buffer), so the choice shows at once.
     select: (index) => { hls.currentLevel = index < 0 ? -1 : levelOf(hls, renditions[index]); },
     destroy: () => hls.destroy(),
-  };
+  }, Object.getOwnPropertyDescriptors(rungs));
 }
 
 /** hls.js drops levels it cannot decode, so its indices are matched by size, then bit rate. */

@@ -3,24 +3,31 @@
 
 import { h } from './dom.js';
 
-/** Fills the menu for `player` (from attachPlayer); returns `show(rung|null)` for its events. */
+/**
+ * Fills the menu for `player` (from attachPlayer); returns { show(rung|null) } for its events
+ * and `refresh()` for when its renditions change (a growing ladder became the finished one).
+ */
 export function setUpQuality({ box, select, now }, player) {
   let chosen = -1;
   let onScreen = null;
-  // Highest first, as video sites list them.
-  const order = player.renditions.map((r, i) => i).reverse();
-  select.replaceChildren(
-    h('option', { value: '-1' }, 'Auto'),
-    ...order.map((i) => h('option', { value: String(i) }, player.renditions[i].name)),
-  );
-  select.value = '-1';
+
+  function fill() {
+    // Highest first, as video sites list them.
+    const order = player.renditions.map((r, i) => i).reverse();
+    select.replaceChildren(
+      h('option', { value: '-1' }, 'Auto'),
+      ...order.map((i) => h('option', { value: String(i) }, player.renditions[i].name)),
+    );
+    select.value = String(chosen);
+    box.hidden = player.renditions.length === 0;
+  }
 
   function render() {
     const auto = select.options[0];
     auto.textContent = chosen < 0 && onScreen ? `Auto (${onScreen.name})` : 'Auto';
     const target = chosen >= 0 ? player.renditions[chosen] : null;
     if (!onScreen) now.textContent = '';
-    else if (target && target !== onScreen) now.textContent = `Playing ${onScreen.name} · switching to ${target.name}`;
+    else if (target && target.name !== onScreen.name) now.textContent = `Playing ${onScreen.name} · switching to ${target.name}`;
     else now.textContent = `Playing ${onScreen.name}`;
     box.dataset.playing = onScreen ? onScreen.name : '';
   }
@@ -30,9 +37,19 @@ export function setUpQuality({ box, select, now }, player) {
     player.select(chosen);
     render();
   });
-  box.hidden = player.renditions.length === 0;
-  return (rendition) => {
-    onScreen = rendition;
-    render();
+  fill();
+  return {
+    show(rendition) {
+      onScreen = rendition;
+      render();
+    },
+    refresh() {
+      // The same rung stays chosen (by name) in the new list.
+      const name = chosen >= 0 ? select.options[select.selectedIndex].textContent : null;
+      chosen = name == null ? -1 : player.renditions.findIndex((r) => r.name === name);
+      fill();
+      onScreen = player.onScreen();
+      render();
+    },
   };
 }

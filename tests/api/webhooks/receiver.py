@@ -4,8 +4,9 @@
 Every call is verified with the PyPI `standardwebhooks` library (an implementation of the
 Standard Webhooks specification independent of reel) and logged as JSON lines to LOG:
 `{"phase": "received", "path", "id", "timestamp", "verified", "type", "seq", "video",
-"concurrent"}` when a call arrives, `{"phase": "answered", "path", "id", "status"}` after the
-answer. A call that does not verify is answered 400.
+"payload", "concurrent"}` when a call arrives (`payload`: the verified body),
+`{"phase": "answered", "path", "id", "status"}` after the answer. A call that does not verify
+is answered 400.
 
 Control: `POST /_control` with JSON `{"secrets": {PATH: "whsec_…"}, "status": 204,
 "delay_ms": 0}` (merged into the current settings) sets the secret per path, the status of
@@ -76,6 +77,7 @@ class Handler(BaseHTTPRequestHandler):
                 type=payload["type"],
                 seq=payload["data"]["seq"],
                 video=payload["data"]["id"],
+                payload=payload,
             )
         except Exception as error:  # noqa: BLE001 - any failure is a failed verification
             entry["error"] = repr(error)
