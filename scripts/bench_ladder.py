@@ -39,7 +39,7 @@ GOP = ["-profile:v", "high", "-pix_fmt", "yuv420p", "-g", "120", "-keyint_min", 
 
 
 def log(*a):
-    print("[bench:8]", *a, flush=True, file=__import__("sys").stderr)
+    print("[bench:9]", *a, flush=True, file=__import__("sys").stderr)
 
 
 # ---------------------------------------------------------------- sources
@@ -249,6 +249,11 @@ LEVERS = [
      dict(presets=["superfast", "veryfast", "faster", "faster", "faster"])),
     ("+ capped CRF 23 (maxrate/bufsize kept)", dict(crf=23)),
     ("+ decoder skips the loop filter", dict(decode=["-skip_loop_filter", "all"])),
+    ("+ partitions=none on every rung", dict(x264="partitions=none")),
+    ("+ me=dia:subme=1 on every rung", dict(x264="me=dia:subme=1")),
+    ("+ partitions=none, me=dia:subme=1 on 1080p",
+     dict(x264=["partitions=none:me=dia:subme=1"] + ["partitions=none"] * 4)),
+    ("+ aq-mode=0", dict(x264="aq-mode=0")),
 ]
 
 
@@ -307,7 +312,7 @@ def scenario(cfg, R, work, Reel, Sampler, retarget):
         q_base, _ = quality(out_base, src, rungs)
         cfg.ladder_quality = getattr(cfg, "ladder_quality", {})
         cfg.ladder_quality[label] = q_base
-        scen = f"8 one-core ladder, {label}"
+        scen = f"9 one-core ladder, {label}"
         rw, bw = length / statistics.median(mine["wall"]), length / statistics.median(base["wall"])
         rc, bc = length / statistics.median(mine["cpu"]), length / statistics.median(base["cpu"])
         R.add(scen, f"real-time factor on core 0, wall ({length:.1f} s source; runs "
@@ -345,7 +350,7 @@ def levers(cfg, R, work, label, src, length, q_base):
                      " / ".join(f"{r['rungs'][n][0]:.4f}" for n in q_base),
                      f"{size / base_size:.3f}" if base_size else "?"])
         log(f"lever {label}: {rows[-1]}")
-    R.tables.append((f"8 levers, {label} ({length:.1f} s, median of {cfg.runs}; baseline SSIM "
+    R.tables.append((f"9 levers, {label} ({length:.1f} s, median of {cfg.runs}; baseline SSIM "
                      + " / ".join(f"{q_base[n][0]:.4f}" for n in q_base) + ")",
                      ["lever", "RT (CPU)", "RT (wall)", "worst SSIM vs baseline",
                       "SSIM 1080p / 720p / 480p / 360p / 240p", "bytes vs baseline"], rows))

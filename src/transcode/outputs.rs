@@ -55,14 +55,18 @@ impl Written {
 /// Measures every rung and the audio, writes the multivariant playlists and the storyboard
 /// track (blocking file I/O).
 pub fn write_ladder(plan: &EncodePlan) -> Result<Written, PlaylistError> {
+    let target = playlist::planned_target(plan.segment_seconds, plan.frame_rate.as_f64());
     let rungs = plan
         .rungs
         .iter()
-        .map(|rung| playlist::inspect_rung(&plan.out_dir.join(&rung.name), rung))
+        .map(|rung| playlist::inspect_rung(&plan.out_dir.join(&rung.name), rung, target))
         .collect::<Result<Vec<_>, _>>()?;
     let audio = plan
         .audio
-        .map(|audio| playlist::inspect_audio(&plan.out_dir.join(AUDIO_RENDITION), audio.channels))
+        .map(|audio| {
+            let dir = plan.out_dir.join(AUDIO_RENDITION);
+            playlist::inspect_audio(&dir, audio.channels, target)
+        })
         .transpose()?;
     master::write_all(
         &plan.out_dir,

@@ -70,9 +70,14 @@ fn read(path: &Path) -> Result<Vec<u8>, PlaylistError> {
     })
 }
 
-/// Measures one rung folder (`index.m3u8`, its init segment, its segments).
-pub fn inspect_rung(dir: &Path, rung: &PlannedRung) -> Result<WrittenRung, PlaylistError> {
-    let measured = measure(dir)?;
+/// Measures one rung folder (`index.m3u8`, its init segment, its segments); `planned_target`
+/// (seconds, [`planned_target`]) is the least TARGETDURATION its VOD playlist gets.
+pub fn inspect_rung(
+    dir: &Path,
+    rung: &PlannedRung,
+    planned_target: u64,
+) -> Result<WrittenRung, PlaylistError> {
+    let measured = measure(dir, planned_target)?;
     let codecs = avc_codec(&measured.init).ok_or_else(|| PlaylistError::NoVideoConfig {
         path: measured.init_path.clone(),
     })?;
@@ -86,9 +91,14 @@ pub fn inspect_rung(dir: &Path, rung: &PlannedRung) -> Result<WrittenRung, Playl
     })
 }
 
-/// Measures the audio rendition's folder; `channels` is what the plan asked for.
-pub fn inspect_audio(dir: &Path, channels: u32) -> Result<WrittenAudio, PlaylistError> {
-    let measured = measure(dir)?;
+/// Measures the audio rendition's folder; `channels` is what the plan asked for,
+/// `planned_target` as for [`inspect_rung`].
+pub fn inspect_audio(
+    dir: &Path,
+    channels: u32,
+    planned_target: u64,
+) -> Result<WrittenAudio, PlaylistError> {
+    let measured = measure(dir, planned_target)?;
     let codecs = aac_codec(&measured.init).ok_or_else(|| PlaylistError::NoAudioConfig {
         path: measured.init_path.clone(),
     })?;
@@ -100,9 +110,10 @@ pub fn inspect_audio(dir: &Path, channels: u32) -> Result<WrittenAudio, Playlist
     })
 }
 
-/// Reads a finished media playlist and its files; rewrites its TARGETDURATION when ffmpeg's is
-/// below a rounded EXTINF.
-fn measure(dir: &Path) -> Result<Measured, PlaylistError> {
+/// Reads a finished media playlist and its files; rewrites its TARGETDURATION to the larger of
+/// `planned_target` and its longest rounded EXTINF (so a ladder that grew keeps the value its
+/// growing playlists carried: RFC 8216 §6.2.1).
+fn measure(dir: &Path, planned_target: u64) -> Result<Measured, PlaylistError> {
     let playlist_path = dir.join("index.m3u8");
     let invalid = || PlaylistError::Invalid {
         path: playlist_path.clone(),
@@ -120,7 +131,7 @@ fn measure(dir: &Path) -> Result<Measured, PlaylistError> {
         .iter()
         .map(|s| f64::from(s.duration))
         .collect();
-    let target = target_duration(&durations);
+    let target = target_duration(&durations).max(planned_target);
     // ffmpeg writes an EVENT playlist (so it grows while it encodes, see `super::live`); the
     // finished one is VOD (RFC 8216 §4.3.3.5).
     let vod = playlist.playlist_type == Some(m3u8_rs::MediaPlaylistType::Vod);
@@ -160,6 +171,18 @@ fn measure(dir: &Path) -> Result<Measured, PlaylistError> {
 
 /// `EXT-X-TARGETDURATION`: every EXTINF rounded to the nearest integer must not exceed it
 /// (RFC 8216 section 4.3.3.1); at least 1, since a 0 is refused by players.
+/// The TARGETDURATION (seconds, ≥ 1) a ladder's playlists are planned with: a segment ends at
+/// the first keyframe at or after its `segment_seconds` boundary, so it lasts at most one frame
+/// interval (`1 / frame_rate`) more, rounded as RFC 8216 §4.3.3.1 rounds EXTINF.
+pub fn planned_target(segment_seconds: u32, frame_rate: f64) -> u64 {
+    let frame = if frame_rate > 0.0 {
+        1.0 / frame_rate
+    } else {
+        0.0
+    };
+    target_duration(&[f64::from(segment_seconds) + frame])
+}
+
 pub fn target_duration(durations: &[f64]) -> u64 {
     durations
         .iter()
@@ -300,6 +323,15 @@ mod tests {
         assert_eq!(aac_codec(&init).as_deref(), Some("mp4a.40.2"));
         assert_eq!(avc_codec(b"nothing here"), None);
         assert_eq!(aac_codec(&boxed(b"esds", &[0, 0, 0, 0, 0x03])), None);
+    }
+
+    #[test]
+    fn the_planned_target_covers_a_segment_one_frame_long_past_its_boundary() {
+        assert_eq!(planned_target(4, 30.0), 4);
+        assert_eq!(planned_target(4, 29.97), 4);
+        assert_eq!(planned_target(4, 1.0), 5);
+        assert_eq!(planned_target(4, 0.5), 6);
+        assert_eq!(planned_target(0, 0.0), 1);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use m3u8_rs::{MediaPlaylist, MediaPlaylistType, Playlist};
-use tracing::warn;
 
 use super::super::ffmpeg::EncodePlan;
 use super::super::ladder::PlannedRung;
@@ -36,6 +35,10 @@ pub(super) enum Step {
     },
     /// The segments every rendition completed since, and the playlists that list them.
     Extend { growth: Growth, done: Done },
+    /// A segment (`longest` s, rounded) outlasts the published playlists' `target` duration,
+    /// which must not change (RFC 8216 §6.2.1): the growing ladder stays as it is until the
+    /// finished one replaces it.
+    Held { target: u64, longest: u64 },
 }
 
 /// What a step publishes, to be recorded once the store has it ([`Growing::published`]).
@@ -70,7 +73,7 @@ impl Growing {
             frame_rate: plan.frame_rate.as_f64(),
             segment_seconds: plan.segment_seconds,
             published: 0,
-            target: u64::from(plan.segment_seconds.max(1)),
+            target: playlist::planned_target(plan.segment_seconds, plan.frame_rate.as_f64()),
         }
     }
 
@@ -117,17 +120,21 @@ impl Growing {
             .map(|s| f64::from(s.duration).round() as u64)
             .max()
             .unwrap_or(1);
-        let mut target = self.target;
-        if longest > target {
-            // RFC 8216 §6.2.1: EXT-X-TARGETDURATION must not change while the playlist grows;
-            // raising it is the lesser evil (players may reload less often than they should,
-            // the segments still play).
-            warn!(
-                target,
-                longest, "a segment outlasts the growing playlists' target duration"
-            );
-            target = longest;
-        }
+        // RFC 8216 §6.2.1: EXT-X-TARGETDURATION must not change while the playlist grows, and
+        // §4.3.3.1: every rounded EXTINF must fit in it. The first publication may still take
+        // the longest first segment; after that, a segment longer than the target holds the
+        // growing ladder where it is (players play what they have) until the VOD one replaces
+        // it, whose target then covers that segment.
+        let target = if self.published == 0 {
+            self.target.max(longest)
+        } else if longest > self.target {
+            return Ok(Step::Held {
+                target: self.target,
+                longest,
+            });
+        } else {
+            self.target
+        };
         let mut growth = Growth::default();
         for w in &written {
             let segments = &w.playlist.segments;

@@ -102,6 +102,14 @@ impl Encoders {
             growing = back;
             let stored: Result<Option<_>, MediaError> = match looked {
                 Ok(Step::Waiting) => Ok(None),
+                Ok(Step::Held { target, longest }) => {
+                    warn!(
+                        target,
+                        longest,
+                        "a segment outlasts the growing playlists' target duration; the rest is published when done"
+                    );
+                    return;
+                }
                 Ok(Step::Appear {
                     growth,
                     masters,
