@@ -22,6 +22,7 @@ use crate::domain::{JobError, Video, VideoStatus, Visibility};
 use crate::media::{Fence, MediaError};
 use crate::progress::JobEvent;
 use crate::store::{Lease, Outcome, StoreError};
+use crate::telemetry::LADDER_PUBLISH;
 
 /// Why publishing a finished ladder did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +156,7 @@ impl Encoders {
     /// Publishes the ladder together with the `ready` commit, then tells subscribers. The
     /// database is retried with patience while it is away; the ladder is kept meanwhile.
     async fn publish(&self, lease: Lease, encoded: Encoded) -> &'static str {
+        let publishing = Instant::now();
         let fence = LeaseFence {
             store: &self.store,
             lease,
@@ -177,6 +179,8 @@ impl Encoders {
         loop {
             match self.publish_once(lease, &encoded, ready.clone()).await {
                 Ok(Some(video)) => {
+                    metrics::histogram!(LADDER_PUBLISH, "store" => self.media.kind())
+                        .record(publishing.elapsed().as_secs_f64());
                     self.bus
                         .publish(lease.video, JobEvent::Ready(Arc::new(video)));
                     return "ready";

@@ -199,7 +199,12 @@ pub fn idet(playlist: &Path) -> (u64, u64) {
 /// runtime keeps serving its HTTP connections (an idle pooled connection that the server closed
 /// meanwhile would otherwise fail the next request).
 pub async fn assert_ladder(app: &TestApp, id: &str, source: &Path, expect: Expect) -> Vec<Rung> {
-    let hls = app.media.join("hls").join(id);
+    assert_ladder_in(app.media.join("hls").join(id), source, expect).await
+}
+
+/// [`assert_ladder`] on a ladder laid out in `hls` as in `hls/<id>` (one fetched from a
+/// bucket, say).
+pub async fn assert_ladder_in(hls: PathBuf, source: &Path, expect: Expect) -> Vec<Rung> {
     let source = source.to_path_buf();
     match tokio::task::spawn_blocking(move || check(&hls, &source, expect)).await {
         Ok(rungs) => rungs,
