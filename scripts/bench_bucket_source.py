@@ -254,14 +254,36 @@ class Relay(threading.Thread):
         self.join()
 
 
+def rung_playlists(ladder_dir):
+    """The video rungs' media playlists below a ladder folder."""
+    return [os.path.join(root, "index.m3u8") for root, _, files in os.walk(ladder_dir)
+            if "index.m3u8" in files and os.path.basename(root) != "audio"]
+
+
 def extinf_total(ladder_dir):
-    """Seconds the ladder's first rung playlist lists, or None when it has none."""
+    """Seconds the shortest rung playlist lists, or None when there is none."""
     totals = []
-    for root, _, files in os.walk(ladder_dir):
-        if "index.m3u8" in files and "audio" not in root:
-            with open(os.path.join(root, "index.m3u8")) as f:
-                totals.append(sum(float(x) for x in re.findall(r"#EXTINF:([0-9.]+)", f.read())))
+    for path in rung_playlists(ladder_dir):
+        with open(path) as f:
+            totals.append(sum(float(x) for x in re.findall(r"#EXTINF:([0-9.]+)", f.read())))
     return min(totals) if totals else None
+
+
+def frozen_seconds(ladder_dir, listed):
+    """Seconds of a rung's video that freezedetect finds frozen (1 s or longer). The test
+    source never stands still, so frozen pictures are padding: the graph clones the last picture
+    up to the probed length when the input ends early."""
+    playlists = rung_playlists(ladder_dir)
+    if not playlists:
+        return None
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-i", playlists[0], "-map", "0:v:0",
+                          "-vf", "freezedetect=d=1", "-f", "null", "-"], capture_output=True, text=True)
+    starts = [float(x) for x in re.findall(r"freeze_start: ([0-9.]+)", out.stderr)]
+    lengths = [float(x) for x in re.findall(r"freeze_duration: ([0-9.]+)", out.stderr)]
+    frozen = sum(lengths)
+    if len(starts) > len(lengths):  # frozen up to the end
+        frozen += max(0.0, listed - starts[-1])
+    return frozen
 
 
 def failure_mode(case, key, local_src, seconds, ctx, work):
@@ -290,6 +312,7 @@ def failure_mode(case, key, local_src, seconds, ctx, work):
     wall = time.time() - t0
     relay.stop()
     listed = extinf_total(out)
+    frozen = frozen_seconds(out, listed) if listed else None
     with open(err_path, errors="replace") as f:
         log = f.read()
     said = [m for m in ("Stream ends prematurely", "Connection reset", "403", "Will reconnect",
@@ -297,7 +320,8 @@ def failure_mode(case, key, local_src, seconds, ctx, work):
     ended = (f"still reading {STALL_BOUND} s after the bytes stopped: killed" if hung
              else f"ladder ffmpeg exit {status} after {wall:.1f} s")
     return (f"{name}: {ended}, "
-            f"{'no playlist' if listed is None else f'{listed:.1f} s of {seconds:.1f} s listed'}; "
+            f"{'no playlist' if listed is None else f'{listed:.1f} s of {seconds:.1f} s listed'}"
+            f"{'' if frozen is None else f', {frozen:.1f} s of it frozen (freezedetect)'}; "
             f"{mode} {'done' if relay.cut_at else 'NOT done'}, {relay.connections} connection(s)"
             f"{f', {relay.refused} answered 403' if expire else ''}; ffmpeg said {said or 'nothing'}")
 
