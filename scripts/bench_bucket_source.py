@@ -276,8 +276,19 @@ def frozen_seconds(ladder_dir, listed):
     playlists = rung_playlists(ladder_dir)
     if not playlists:
         return None
-    out = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-i", playlists[0], "-map", "0:v:0",
-                          "-vf", "freezedetect=d=1", "-f", "null", "-"], capture_output=True, text=True)
+    # A killed encode leaves its EVENT playlist open, which ffmpeg would follow as live forever:
+    # read a closed copy next to it.
+    closed = os.path.join(os.path.dirname(playlists[0]), "closed.m3u8")
+    with open(playlists[0]) as f:
+        text = f.read()
+    with open(closed, "w") as f:
+        f.write(text if "#EXT-X-ENDLIST" in text else text.rstrip("\n") + "\n#EXT-X-ENDLIST\n")
+    try:
+        out = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-i", closed, "-map", "0:v:0",
+                              "-vf", "freezedetect=d=1", "-f", "null", "-"], capture_output=True,
+                             text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return None
     starts = [float(x) for x in re.findall(r"freeze_start: ([0-9.]+)", out.stderr)]
     lengths = [float(x) for x in re.findall(r"freeze_duration: ([0-9.]+)", out.stderr)]
     frozen = sum(lengths)
