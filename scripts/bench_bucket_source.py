@@ -38,7 +38,7 @@ print(s3.generate_presigned_url("get_object", Params={"Bucket": "bench", "Key": 
 """
 RECONNECT = ["-reconnect", "1", "-reconnect_streamed", "1", "-reconnect_on_network_error", "1",
              "-reconnect_delay_max", "4"]
-# How long a stalled read is watched before it counts as hung.
+# How long a stalled read is watched before it counts as hung (10 s in --smoke).
 STALL_BOUND = 30
 EXPIRED_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
                 b"<Message>Request has expired</Message></Error>")
@@ -340,8 +340,9 @@ def failure_mode(case, key, local_src, seconds, ctx, work):
 def measure(cfg, R, work, ctx, median):
     """Rows and notes for the worker's source. ctx: endpoint, moto_port, moto_pid, moto_log,
     ladder and poster argv (from reel), retarget, upload(key, path)."""
-    global MOTO_PYTHON
+    global MOTO_PYTHON, STALL_BOUND
     MOTO_PYTHON = ctx["python"]
+    STALL_BOUND = 10 if cfg.smoke else STALL_BOUND
     src = cfg.src
     tail = os.path.join(work, "source-moov-at-end.mp4")
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", src, "-map", "0", "-c", "copy", tail],
