@@ -5,7 +5,13 @@ scripts/install-deps test into target/moto).
   vs the same file put with boto3 (its default multipart upload, 8 MiB parts, 10 threads) into
   the same server, and reel's VmRSS growth meanwhile (bound: 8 MiB parts x 5 = 40 MiB);
 - the job of the scenario's source (1080p, 30 s; tiny in --smoke) from upload to ready with the
-  bucket vs the local folder: the difference is the source's download and the ladder's upload.
+  bucket vs the local folder: the difference is the source's download and the ladder's upload;
+- the ladder's publish alone, bucket vs folder: reel's `reel_ladder_publish_seconds{store}`
+  (staging the files, then the commit with the ready row) read from /metrics around each job,
+  and the ladder ffmpeg's exit to `ready` seen from outside (/proc samples every 50 ms, status
+  polls every 100 ms);
+- the worker's source, download vs a presigned URL (scripts/bench_bucket_source.py), and a
+  reel on the bucket whose fetch has its connection reset a third of the way in.
 
 moto is a Python server: its own speed, not the network's, bounds both sides of the first
 comparison, so the ratio says what reel adds, not what a real bucket would do.
@@ -15,6 +21,8 @@ import os
 import re
 import subprocess
 import time
+
+import bench_bucket_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOTO_BIN = os.path.join(ROOT, "target", "moto", "bin")
@@ -70,23 +78,92 @@ def rss_kib(pid):
     return None
 
 
-def job_seconds(reel, src):
-    """Upload to ready (or None), then deletes the video."""
+def publish_metric(reel, store):
+    """(sum s, count) of reel_ladder_publish_seconds{store} from /metrics ((0, 0) before the
+    first publish), or None when /metrics does not answer."""
+    status, body = reel.get("/metrics")
+    if status != 200:
+        return None
+    found = []
+    for part in ("sum", "count"):
+        m = re.search(rf'^reel_ladder_publish_seconds_{part}{{store="{store}"}} (\S+)$',
+                      body.decode(errors="replace"), re.M)
+        found.append(float(m.group(1)) if m else 0.0)
+    return tuple(found)
+
+
+def job(reel, src, store, Sampler):
+    """One job, upload to ready, then deletes the video. Returns None unless ready, else a dict:
+    seconds (upload to ready), publish (reel's own timing of the publish), exit_to_ready (the
+    ladder ffmpeg's exit to ready, from outside), ladder and poster (argv as reel ran them)."""
+    before = publish_metric(reel, store)
+    samp = Sampler(reel.pid, media_dir=reel.media)
+    samp.start()
     t = time.time()
     code, _, body = reel.upload(src)
-    if code != 202:
+    status = reel.wait_terminal(body["id"], 1800) if code == 202 else None
+    t_ready = time.time()
+    samp.stop()
+    after = publish_metric(reel, store)
+    if code == 202:
+        conn = reel.conn()
+        conn.request("DELETE", f"/api/v1/videos/{body['id']}")
+        conn.getresponse().read()
+        conn.close()
+    if status != "ready":
         return None
-    status = reel.wait_terminal(body["id"], 1800)
-    seconds = time.time() - t if status == "ready" else None
-    conn = reel.conn()
-    conn.request("DELETE", f"/api/v1/videos/{body['id']}")
-    conn.getresponse().read()
-    conn.close()
-    return seconds
+    ffmpegs = list(samp.ffmpeg.values())
+    ladders = [e for e in ffmpegs if "-filter_complex" in e["argv"]]
+    posters = [e for e in ffmpegs if "-ss" in e["argv"] and "-filter_complex" not in e["argv"]]
+    one_more = before is not None and after is not None and after[1] == before[1] + 1
+    return {"seconds": t_ready - t,
+            "publish": after[0] - before[0] if one_more else None,
+            "exit_to_ready": t_ready - ladders[0]["last_seen"] if ladders else None,
+            "ladder": ladders[0]["argv"] if ladders else None,
+            "poster": posters[0]["argv"] if posters else None}
 
 
-def scenario(cfg, R, work, Reel, Sampler, median):
-    """10: media in a bucket: upload vs boto3, reel's RSS, the job vs the local folder."""
+def put_object(endpoint, key, path):
+    subprocess.run([os.path.join(MOTO_BIN, "python"), "-c", BOTO_PUT, endpoint, path, key],
+                   check=True, capture_output=True)
+
+
+def broken_fetch(cfg, R, work, Reel, flags, port, mode):
+    """A reel whose bucket connection breaks once (`reset` or `stall`, see
+    bench_bucket_source.Relay) a third of the way into the source's download: what the download
+    way does about a lost connection. Its request time-out is 5 s, to keep the stall short."""
+    relay = bench_bucket_source.Relay(port, os.path.getsize(cfg.src) // 3, mode=mode)
+    relay.start()
+    at = flags.index("--s3-endpoint") + 1
+    flags = flags[:at] + [f"http://127.0.0.1:{relay.addr[1]}"] + flags[at + 1:]
+    flags[flags.index("--storage") + 1] = f"s3://{BUCKET}/{mode}"
+    reel = Reel(work, f"bucket-{mode}", flags + ["--s3-timeout-secs", "5"])
+    try:
+        t = time.time()
+        code, _, body = reel.upload(cfg.src)
+        status = reel.wait_terminal(body["id"], 1800) if code == 202 else f"upload {code}"
+        secs = time.time() - t
+        if code == 202:
+            conn = reel.conn()
+            conn.request("DELETE", f"/api/v1/videos/{body['id']}")
+            conn.getresponse().read()
+            conn.close()
+    finally:
+        reel.stop()
+        relay.stop()
+    with open(reel.logpath, errors="replace") as f:
+        log = f.read()
+    resumed = log.count("Encountered error while reading response body")
+    requeued = log.count("back to the queue")
+    R.note(f"scenario 10 source, download (reel itself), connection {mode} a third of the way into "
+           f"the fetch ({mode} {'done' if relay.cut_at else 'NOT done'}): job {status} {secs:.1f} s "
+           f"after the upload began; the GET resumed from the break {resumed} time(s) "
+           f"(object_store, same ETag), the job requeued {requeued} time(s)")
+
+
+def scenario(cfg, R, work, Reel, Sampler, median, retarget):
+    """10: media in a bucket: upload vs boto3, reel's RSS, the job and its publish vs the local
+    folder, the worker's source (download vs presigned URL)."""
     if not os.path.exists(os.path.join(MOTO_BIN, "moto_server")):
         R.note("scenario 10: moto_server is missing (scripts/install-deps test installs it)")
         return
@@ -135,13 +212,41 @@ def scenario(cfg, R, work, Reel, Sampler, median):
 
         folder = Reel(work, "bucket-folder", ["--encoders", "1"])
         reels.append(folder)
-        times = {"bucket": [], "folder": []}
+        jobs = {"bucket": [], "folder": []}
         for _ in range(cfg.runs):
-            times["bucket"].append(job_seconds(bucket, cfg.src))
-            times["folder"].append(job_seconds(folder, cfg.src))
-        jb, jf = median(times["bucket"]), median(times["folder"])
-        R.add("10 bucket", "job upload to ready: bucket vs local folder (s)", jb, jf, "s",
-              ratio=(jb / jf if jb and jf else None))
+            for store, reel in (("bucket", bucket), ("folder", folder)):
+                done = job(reel, cfg.src, store, Sampler)
+                if done is None:
+                    R.note(f"scenario 10: a job on the {store} did not become ready")
+                jobs[store].append(done)
+
+        def fig(store, field):
+            return median([j[field] for j in jobs[store] if j and j[field] is not None])
+
+        for metric, field in (("job upload to ready: bucket vs local folder (s)", "seconds"),
+                              ("ladder publish, stage + commit (reel_ladder_publish_seconds): "
+                               "bucket vs folder (s)", "publish"),
+                              ("  ladder ffmpeg exit -> ready, from outside (+-0.15 s): "
+                               "bucket vs folder (s)", "exit_to_ready")):
+            b, f = fig("bucket", field), fig("folder", field)
+            R.add("10 bucket", metric, b, f, "s", ratio=(b / f if b and f else None))
+
+        argv = next((j for j in jobs["folder"] if j and j["ladder"]), None)
+        if argv is None:
+            R.note("scenario 10: reel's ladder ffmpeg was not seen in /proc: source access not measured")
+        else:
+            ctx = {"endpoint": endpoint, "moto_port": port, "moto_pid": moto.pid,
+                   "moto_log": os.path.join(work, "moto.log"), "ladder": argv["ladder"],
+                   "poster": argv["poster"], "retarget": retarget,
+                   "python": os.path.join(MOTO_BIN, "python"),
+                   "upload": lambda key, path: put_object(endpoint, key, path)}
+            if argv["poster"] is None:
+                R.note("scenario 10: reel's poster ffmpeg was not seen in /proc: measured without it")
+            bench_bucket_source.measure(cfg, R, work, ctx, median)
+            for key in ("access/faststart.mp4", "access/moov-at-end.mp4"):
+                request(port, "DELETE", f"/{BUCKET}/{key}")
+        for mode in ("reset", "stall"):
+            broken_fetch(cfg, R, work, Reel, flags, port, mode)
         status, listing = request(port, "GET", f"/{BUCKET}?list-type=2")
         left = re.findall(rb"<Key>([^<]*)</Key>", listing) if status == 200 else []
         if left:

@@ -17,6 +17,7 @@ pub const JOBS_RUNNING: &str = "reel_jobs_processing";
 pub const JOBS: &str = "reel_jobs_total";
 pub const JOB_DURATION: &str = "reel_job_duration_seconds";
 pub const TIME_TO_PLAYABLE: &str = "reel_time_to_playable_seconds";
+pub const LADDER_PUBLISH: &str = "reel_ladder_publish_seconds";
 pub const SSE_CLIENTS: &str = "reel_sse_clients";
 pub const WEBHOOK_DELIVERIES: &str = "reel_webhook_deliveries_total";
 pub const WEBHOOK_DURATION: &str = "reel_webhook_delivery_duration_seconds";
@@ -46,6 +47,11 @@ const SIZE_BUCKETS: [f64; 12] = [
 /// Upload wall times, seconds: a phone on a train to a LAN.
 const UPLOAD_SECONDS: [f64; 14] = [
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+/// Publishing a finished ladder, seconds: a folder's rename to a bucket's upload of a long 1080p
+/// ladder from a slow server.
+const PUBLISH_SECONDS: [f64; 13] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 /// API latencies, seconds.
 const REQUEST_SECONDS: [f64; 12] = [
@@ -136,6 +142,9 @@ pub fn init_metrics() -> PrometheusHandle {
                     )
                 })
                 .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(LADDER_PUBLISH.into()), &PUBLISH_SECONDS)
+                })
+                .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(UPLOAD_SIZE.into()), &SIZE_BUCKETS)
                 })
                 .and_then(|b| {
@@ -183,6 +192,13 @@ fn describe() {
         metrics::Unit::Seconds,
         "Wall time from an upload's acceptance to its growing ladder being watchable (the \
          first segment of every rendition published)."
+    );
+    describe_histogram!(
+        LADDER_PUBLISH,
+        metrics::Unit::Seconds,
+        "Wall time of publishing a finished ladder that became ready, by media store (folder, \
+         bucket): its files staged (a bucket: uploaded) and its commit with the ready row (a \
+         folder: one rename; a bucket: the master playlist, written last)."
     );
     describe_gauge!(SSE_CLIENTS, "Open Server-Sent Events streams.");
     describe_counter!(

@@ -23,6 +23,7 @@ use crate::domain::{JobError, Video, VideoStatus, Visibility};
 use crate::media::MediaError;
 use crate::progress::JobEvent;
 use crate::store::{Lease, Outcome, StoreError};
+use crate::telemetry::LADDER_PUBLISH;
 
 /// Why publishing a finished ladder did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +128,7 @@ impl Encoders {
     /// Publishes the ladder together with the `ready` commit, then tells subscribers. The
     /// database is retried with patience while it is away; the ladder is kept meanwhile.
     async fn publish(&self, lease: Lease, encoded: Encoded) -> &'static str {
+        let publishing = Instant::now();
         let fence = LeaseFence::new(&self.store, lease, self.settings.lease);
         if let Err(failure) = self
             .media
@@ -144,6 +146,8 @@ impl Encoders {
         loop {
             match self.publish_once(lease, &encoded, ready.clone()).await {
                 Ok(Some(video)) => {
+                    metrics::histogram!(LADDER_PUBLISH, "store" => self.media.kind())
+                        .record(publishing.elapsed().as_secs_f64());
                     self.bus
                         .publish(lease.video, JobEvent::Ready(Arc::new(video)));
                     return "ready";

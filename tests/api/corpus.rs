@@ -1,19 +1,44 @@
 //! A generated corpus of bad and odd inputs, each with the outcome a user should see: a clear
 //! 4xx at upload, a `failed` job with a readable reason, or a correct ladder. Never a panic,
 //! never a stuck job.
+//!
+//! The members, their expected outcomes, the server flags and the steps that check them are
+//! shared with [`crate::bucket_corpus`], which runs the same corpus with media in a bucket.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::fixtures::{self, dir, make};
 use crate::helpers::TestApp;
 use crate::ladder_checks::{Expect, assert_ladder};
 
+/// What a user should get for a corpus member.
 #[derive(Debug, Clone, PartialEq)]
-enum Expected {
+pub enum Expected {
+    /// Refused at upload: this status and error code, nothing stored.
     Refused(u16, &'static str),
+    /// Accepted, then a `failed` job with this error code and a readable reason.
     Failed(&'static str),
+    /// Accepted, then a ready ladder that passes [`crate::ladder_checks`].
     Ready,
 }
+
+/// One input of the corpus: what it is, the file, what a user should get.
+pub type Member = (&'static str, PathBuf, Expected);
+
+/// The server's flags for the corpus: two encoders, and input caps the "too …" members pass
+/// the sniff with and fail on at probe.
+pub const FLAGS: [&str; 10] = [
+    "--encoders",
+    "2",
+    "--max-width",
+    "4096",
+    "--max-duration-secs",
+    "60",
+    "--max-frame-rate",
+    "240",
+    "--max-streams",
+    "8",
+];
 
 fn write(name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir().join(name);
@@ -52,7 +77,8 @@ fn lavfi(name: &str, inputs: &[&str], out: &[&str]) -> PathBuf {
 const SMALL: &str = "testsrc2=size=320x240:rate=25:duration=1";
 const TONE: &str = "sine=duration=1";
 
-fn corpus() -> Vec<(&'static str, PathBuf, Expected)> {
+/// Every member, made on first use (shared with the other specs' fixtures).
+pub fn members() -> Vec<Member> {
     use Expected::*;
     let h264 = fixtures::H264;
     let srt = write("subs.srt", b"1\n00:00:00,000 --> 00:00:01,000\nhello\n");
@@ -265,24 +291,21 @@ fn corpus() -> Vec<(&'static str, PathBuf, Expected)> {
     ]
 }
 
-#[tokio::test]
-async fn every_bad_or_odd_input_gets_its_expected_outcome() {
-    let corpus = corpus();
+/// A member the server accepted, with its video id.
+#[derive(Debug)]
+pub struct Accepted<'a> {
+    pub label: &'static str,
+    pub id: String,
+    pub path: &'a Path,
+    pub expected: &'a Expected,
+}
+
+/// Uploads every member raw, one after another, and checks each refusal (status and code);
+/// returns the accepted members, in order.
+pub async fn upload_every_member<'a>(app: &TestApp, corpus: &'a [Member]) -> Vec<Accepted<'a>> {
     assert!(corpus.len() >= 25, "at least 25 inputs");
-    let app = TestApp::spawn(&[
-        "--encoders",
-        "2",
-        "--max-width",
-        "4096",
-        "--max-duration-secs",
-        "60",
-        "--max-frame-rate",
-        "240",
-        "--max-streams",
-        "8",
-    ]);
-    let mut queued = Vec::new();
-    for (label, path, expected) in &corpus {
+    let mut accepted = Vec::new();
+    for (label, path, expected) in corpus {
         let response = app.upload_raw(path, "application/octet-stream").await;
         let status = response.status().as_u16();
         let body: serde_json::Value = response.json().await.unwrap_or_default();
@@ -297,17 +320,27 @@ async fn every_bad_or_odd_input_gets_its_expected_outcome() {
             _ => {
                 assert_eq!(status, 202, "{label}: {body}");
                 let id = body["id"].as_str().expect("id").to_owned();
-                queued.push((label, id, path, expected));
+                accepted.push(Accepted {
+                    label,
+                    id,
+                    path,
+                    expected,
+                });
             }
         }
     }
-    for (label, id, path, expected) in queued {
-        let video = app.wait_for_one_of(&id, &["ready", "failed"]).await;
-        match expected {
-            Expected::Ready => {
-                assert_eq!(video["status"], "ready", "{label}: {video}");
-                assert_ladder(&app, &id, path, Expect::default()).await;
-            }
+    accepted
+}
+
+/// Waits for every accepted member to end and checks how: `ready`, or `failed` with its code
+/// and a readable reason. The ladder checks are the caller's (the folder's ladder is on disk,
+/// a bucket's is not).
+pub async fn wait_for_outcomes(app: &TestApp, accepted: &[Accepted<'_>]) {
+    for member in accepted {
+        let label = member.label;
+        let video = app.wait_for_one_of(&member.id, &["ready", "failed"]).await;
+        match member.expected {
+            Expected::Ready => assert_eq!(video["status"], "ready", "{label}: {video}"),
             Expected::Failed(code) => {
                 assert_eq!(
                     (video["status"].as_str(), video["error"]["code"].as_str()),
@@ -320,9 +353,33 @@ async fn every_bad_or_odd_input_gets_its_expected_outcome() {
                     "{label}: readable reason: {message}"
                 );
             }
-            Expected::Refused(..) => unreachable!(),
+            Expected::Refused(..) => unreachable!("{label}: refused members are not accepted"),
         }
     }
+}
+
+/// What every corpus run ends with: no panic in the server, no job's work left in `tmp/`, and
+/// one publish timed in `reel_ladder_publish_seconds{store}` per ready member.
+pub async fn assert_clean_end(app: &TestApp, accepted: &[Accepted<'_>], store: &str) {
     assert!(!app.logs().contains("panicked"), "no panic in the server");
-    assert!(app.files_in("tmp").is_empty(), "{:?}", app.files_in("tmp"));
+    let tmp = app.files_in("tmp");
+    assert!(tmp.is_empty(), "tmp/ holds {tmp:?}");
+    let ready = accepted
+        .iter()
+        .filter(|m| *m.expected == Expected::Ready)
+        .count();
+    let series = format!("reel_ladder_publish_seconds_count{{store=\"{store}\"}}");
+    assert_eq!(app.metric(&series).await, ready as f64, "{series}");
+}
+
+#[tokio::test]
+async fn every_bad_or_odd_input_gets_its_expected_outcome() {
+    let corpus = members();
+    let app = TestApp::spawn(&FLAGS);
+    let accepted = upload_every_member(&app, &corpus).await;
+    wait_for_outcomes(&app, &accepted).await;
+    for member in accepted.iter().filter(|m| *m.expected == Expected::Ready) {
+        assert_ladder(&app, &member.id, member.path, Expect::default()).await;
+    }
+    assert_clean_end(&app, &accepted, "folder").await;
 }

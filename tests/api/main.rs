@@ -4,6 +4,7 @@
 mod auth;
 mod bucket;
 mod bucket_auth;
+mod bucket_corpus;
 mod bucket_faults;
 mod bucket_live;
 mod bucket_refusals;
