@@ -1,7 +1,6 @@
 //! Reading a ladder that grows while it encodes, the way a player does: the wait for the
 //! `playable` event, playlists fetched through reel with their `Cache-Control`, and the media
-//! playlists a master names. Shared by the specs of every store (`bucket_live`; `live` keeps
-//! its own copies until it moves here).
+//! playlists a master names. Shared by the specs of every store (`live`, `bucket_live`).
 
 use m3u8_rs::{MasterPlaylist, MediaPlaylist, Playlist};
 

@@ -4,69 +4,17 @@
 
 use std::time::Duration;
 
-use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, Playlist};
+use m3u8_rs::{MediaPlaylist, MediaPlaylistType};
 
 use crate::fixtures;
-use crate::helpers::{Sse, TestApp, postgres_database, postgres_url, wait_until};
+use crate::growing::{
+    self, SLOW, assert_aligned, assert_ffmpeg_reads, fetch, folder, master, media, media_uris,
+    until_playable,
+};
+use crate::helpers::{TestApp, postgres_database, postgres_url, wait_until};
 use crate::ladder_checks::{Expect, assert_ladder};
 
 mod reader;
-
-/// A slower preset than the specs' default, so a 20 s clip is still encoding when the spec
-/// looks at it.
-const SLOW: [&str; 2] = ["--x264-preset", "medium"];
-
-/// Reads the event stream until `playable` (or a terminal event); returns every event seen.
-async fn until_playable(app: &TestApp, id: &str) -> Vec<Sse> {
-    app.events(id, None, |e| {
-        matches!(
-            e.event.as_str(),
-            "playable" | "ready" | "failed" | "canceled"
-        )
-    })
-    .await
-}
-
-/// GETs a playlist from reel; returns its `Cache-Control` and text.
-async fn fetch(app: &TestApp, path: &str) -> (u16, String, String) {
-    let response = app.client.get(app.url(path)).send().await.expect("GET");
-    let status = response.status().as_u16();
-    let cache = response
-        .headers()
-        .get("cache-control")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    (status, cache, response.text().await.unwrap_or_default())
-}
-
-async fn master(app: &TestApp, id: &str) -> (String, MasterPlaylist) {
-    let (status, cache, text) = fetch(app, &format!("/hls/{id}/master.m3u8")).await;
-    assert_eq!(status, 200, "master of {id}");
-    match m3u8_rs::parse_playlist_res(text.as_bytes()) {
-        Ok(Playlist::MasterPlaylist(master)) => (cache, master),
-        other => panic!("not a master playlist: {other:?}\n{text}"),
-    }
-}
-
-async fn media(app: &TestApp, id: &str, uri: &str) -> (String, MediaPlaylist) {
-    let (status, cache, text) = fetch(app, &format!("/hls/{id}/{uri}")).await;
-    assert_eq!(status, 200, "{uri}");
-    match m3u8_rs::parse_playlist_res(text.as_bytes()) {
-        Ok(Playlist::MediaPlaylist(playlist)) => (cache, playlist),
-        other => panic!("not a media playlist: {other:?}\n{text}"),
-    }
-}
-
-/// Every media playlist of a master: each rung's, then the audio rendition's.
-fn media_uris(master: &MasterPlaylist) -> Vec<String> {
-    master
-        .variants
-        .iter()
-        .map(|v| v.uri.clone())
-        .chain(master.alternatives.iter().filter_map(|a| a.uri.clone()))
-        .collect()
-}
 
 #[tokio::test]
 async fn a_ladder_is_watchable_while_it_encodes_and_becomes_vod_when_ready() {
@@ -106,29 +54,12 @@ async fn a_ladder_is_watchable_while_it_encodes_and_becomes_vod_when_ready() {
     );
     // Rungs are fetched one after the other while they grow: at most one segment apart, the
     // same durations on what they share, and every listed segment exists in every rung.
-    let counts: Vec<usize> = rungs.iter().map(|(_, p)| p.segments.len()).collect();
-    let (least, most) = (counts.iter().min(), counts.iter().max());
-    assert!(
-        most.zip(least).is_some_and(|(m, l)| m - l <= 1),
-        "{counts:?}"
-    );
-    let video_rungs = &rungs[..growing.variants.len()];
-    let shared = video_rungs.iter().map(|(_, p)| p.segments.len()).min();
-    for n in 0..shared.unwrap_or(0) {
-        let durations: Vec<f32> = video_rungs
-            .iter()
-            .map(|(_, p)| p.segments[n].duration)
-            .collect();
-        assert!(
-            durations.iter().all(|d| (d - durations[0]).abs() < 0.002),
-            "segment {n}: {durations:?}"
-        );
-    }
+    assert_aligned(&rungs, growing.variants.len());
     for (uri, playlist) in &rungs {
-        let folder = uri.rsplit_once('/').map_or("", |(folder, _)| folder);
+        let folder = folder(uri);
         let newest = &playlist.segments[playlist.segments.len() - 1].uri;
         for (other, _) in &rungs {
-            let other = other.rsplit_once('/').map_or("", |(folder, _)| folder);
+            let other = growing::folder(other);
             if other == folder || (folder == "audio") != (other == "audio") {
                 continue;
             }
@@ -142,20 +73,7 @@ async fn a_ladder_is_watchable_while_it_encodes_and_becomes_vod_when_ready() {
     }
 
     // ffmpeg plays the growing master.
-    let url = app.url(&link);
-    let played = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-i", &url, "-t", "2", "-f", "null", "-"])
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("run ffmpeg");
-    assert!(
-        played.status.success(),
-        "ffmpeg reads the growing ladder: {}",
-        String::from_utf8_lossy(&played.stderr)
-    );
+    assert_ffmpeg_reads(app.url(&link)).await;
 
     // Ready: VOD with ENDLIST, measured rates within the growing bounds, every ladder check.
     let ready = app.wait_for(&id, "ready").await;
@@ -304,7 +222,7 @@ async fn assert_one_ladder(app: &TestApp, id: &str) {
     for uri in media_uris(&fin) {
         let (_, playlist) = media(app, id, &uri).await;
         assert!(playlist.end_list, "{uri}");
-        let folder = uri.rsplit_once('/').map_or("", |(folder, _)| folder);
+        let folder = folder(&uri);
         let listed = playlist.segments.len();
         let on_disk = std::fs::read_dir(hls.join(folder))
             .expect("rung folder")
