@@ -83,16 +83,27 @@ pub fn write_ladder(plan: &EncodePlan) -> Result<Written, PlaylistError> {
     Ok(Written { rungs, audio })
 }
 
-/// Sheets `0..n` that exist with the planned pixel size.
+/// Sheets `0..n` that exist as JPEGs of the planned pixel size.
 fn sheets_written(dir: &Path, board: &storyboard::Storyboard) -> u32 {
     (0..board.sheets())
         .take_while(|&n| {
-            std::fs::read(dir.join(storyboard::Storyboard::sheet_name(n)))
-                .ok()
-                .and_then(|data| storyboard::jpeg_size(&data))
-                == Some(board.sheet_size())
+            jpeg_size(&dir.join(storyboard::Storyboard::sheet_name(n))) == Some(board.sheet_size())
         })
         .count() as u32
+}
+
+/// Width and height of the JPEG at `path` from its frame header (read by the `imagesize`
+/// crate), or `None` when it is missing, not a JPEG or cut short.
+fn jpeg_size(path: &Path) -> Option<(u32, u32)> {
+    let data = std::fs::read(path).ok()?;
+    if !matches!(imagesize::image_type(&data), Ok(imagesize::ImageType::Jpeg)) {
+        return None;
+    }
+    let size = imagesize::blob_size(&data).ok()?;
+    Some((
+        u32::try_from(size.width).ok()?,
+        u32::try_from(size.height).ok()?,
+    ))
 }
 
 /// Writes `storyboard.vtt` for the sheets ffmpeg wrote; returns how many. A missing storyboard
@@ -117,4 +128,26 @@ fn write_storyboard(out_dir: &Path, board: &storyboard::Storyboard) -> Result<u3
     let text = storyboard::vtt(board, &storyboard::cues(board, sheets));
     std::fs::write(&path, text).map_err(|source| PlaylistError::Write { path, source })?;
     Ok(sheets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sheet_counts_only_as_a_whole_jpeg_of_its_size() {
+        let dir = tempfile::tempdir().expect("dir");
+        // SOI, an APP0 segment, then SOF0 with height 90 and width 1600.
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00];
+        jpeg.extend([0xFF, 0xC0, 0x00, 0x11, 0x08, 0x00, 0x5A, 0x06, 0x40, 0x03]);
+        jpeg.extend([0; 15]);
+        let path = dir.path().join("sheet.jpg");
+        std::fs::write(&path, &jpeg).expect("write");
+        assert_eq!(jpeg_size(&path), Some((1600, 90)));
+        std::fs::write(&path, &jpeg[..12]).expect("write");
+        assert_eq!(jpeg_size(&path), None, "cut short");
+        std::fs::write(&path, b"\x89PNG\r\n\x1a\n not a jpeg").expect("write");
+        assert_eq!(jpeg_size(&path), None);
+        assert_eq!(jpeg_size(&dir.path().join("missing.jpg")), None);
+    }
 }

@@ -237,35 +237,6 @@ pub fn adopt_sheets(dir: &Path, board: &Storyboard) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Width and height of a baseline or progressive JPEG, from its first SOF marker.
-pub fn jpeg_size(data: &[u8]) -> Option<(u32, u32)> {
-    if data.get(..2)? != [0xFF, 0xD8] {
-        return None;
-    }
-    let mut pos = 2;
-    loop {
-        // Markers may be padded with 0xFF bytes.
-        while *data.get(pos)? == 0xFF && *data.get(pos + 1)? == 0xFF {
-            pos += 1;
-        }
-        if *data.get(pos)? != 0xFF {
-            return None;
-        }
-        let marker = *data.get(pos + 1)?;
-        let length = usize::from(u16::from_be_bytes([
-            *data.get(pos + 2)?,
-            *data.get(pos + 3)?,
-        ]));
-        // SOF0-SOF15 except DHT (C4), JPG (C8) and DAC (CC).
-        if (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker) {
-            let height = u16::from_be_bytes([*data.get(pos + 5)?, *data.get(pos + 6)?]);
-            let width = u16::from_be_bytes([*data.get(pos + 7)?, *data.get(pos + 8)?]);
-            return Some((u32::from(width), u32::from(height)));
-        }
-        pos += 2 + length;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,15 +366,5 @@ mod tests {
         // A run that wrote no sheet: nothing to rename, nothing fails.
         let empty = tempfile::tempdir().expect("dir");
         adopt_sheets(empty.path(), &board).expect("adopt nothing");
-    }
-
-    #[test]
-    fn jpeg_sizes_come_from_the_frame_header() {
-        // SOI, an APP0 segment, then SOF0 with height 90 and width 1600.
-        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00];
-        jpeg.extend([0xFF, 0xC0, 0x00, 0x11, 0x08, 0x00, 0x5A, 0x06, 0x40, 0x03]);
-        assert_eq!(jpeg_size(&jpeg), Some((1600, 90)));
-        assert_eq!(jpeg_size(b"not a jpeg"), None);
-        assert_eq!(jpeg_size(&jpeg[..12]), None);
     }
 }
