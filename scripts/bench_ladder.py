@@ -260,7 +260,7 @@ LEVERS = [
 # ---------------------------------------------------------------- the scenario
 
 def scenario(cfg, R, work, Reel, Sampler, retarget):
-    """8: reel's one-process ladder vs one ffmpeg per rung, pinned to one core."""
+    """9: reel's one-process ladder vs one ffmpeg per rung, pinned to one core."""
     secs = 1 if cfg.smoke else cfg.ladder_secs
     inputs = os.path.join(work, "inputs")
     # The smoke run only keeps the scenario from rotting: a 1 s 320x240 clip, one rung.
