@@ -168,7 +168,8 @@ pub struct Config {
     #[arg(long, env = "REEL_AUDIO_KBPS", default_value_t = 128)]
     pub audio_kbps: u32,
 
-    /// x264 preset: slower presets give smaller files for more CPU.
+    /// x264 preset: slower presets give smaller files for more CPU. `veryfast` also analyses
+    /// P/B macroblocks whole (`partitions=none`, measured free: BENCHMARKS.md scenario 9).
     #[arg(long, env = "REEL_X264_PRESET", default_value = "veryfast")]
     pub x264_preset: String,
 
@@ -319,7 +320,9 @@ pub enum ConfigError {
     AudioKbps(u32),
     #[error("--upload-idle-timeout-secs must be at least 1")]
     UploadIdle,
-    #[error("--x264-preset {0:?} is not an x264 preset")]
+    #[error(
+        "--x264-preset (REEL_X264_PRESET) {0:?} is not an x264 preset: one of ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, veryslow, placebo"
+    )]
     Preset(String),
     #[error("--lease-secs must be between 2 and 3600, got {0}")]
     Lease(u64),

@@ -12,10 +12,11 @@ pub use super::supervise::{FfmpegError, ProgressParser, ProgressSample, RunLimit
 ///
 /// With the default `veryfast`, P and B macroblocks are analysed whole (`partitions=none`: no
 /// 8x8/4x4 sub-partitions, no 4x4/8x8 intra in inter frames; I frames keep their full intra
-/// analysis). Measured with `scripts/bench --only 9 --levers` (BENCHMARKS.md, scenario 9): the
-/// one-core ladder is ~13 % faster on a grainy natural source, SSIM per rung within 0.0003 of
-/// the preset's and bytes the same. Other presets are left alone: whoever picks a slower one
-/// wants its quality, and the faster ones already analyse less.
+/// analysis). Measured on one core (BENCHMARKS.md, scenario 9, the ‡ rows): the ladder's
+/// real-time factor 0.737 → 0.788 on testsrc2 and 0.511 → 0.556 on a grainy natural source
+/// (7–9 % faster), each rung's SSIM within 0.0011 of plain `veryfast` and bytes within 0.4 %.
+/// Other presets are left alone: whoever picks a slower one wants its quality, and the faster
+/// ones already analyse less.
 pub fn x264_params(preset: &str) -> Option<&'static str> {
     (preset == "veryfast").then_some("partitions=none")
 }

@@ -93,10 +93,13 @@ fn sheets_written(dir: &Path, board: &storyboard::Storyboard) -> u32 {
 }
 
 /// Width and height of the JPEG at `path` from its frame header (read by the `imagesize`
-/// crate), or `None` when it is missing, not a JPEG or cut short.
+/// crate), or `None` when it is missing, not a JPEG, or does not end with the end-of-image
+/// marker (`FF D9`, ITU-T T.81 B.2.1: a sheet cut short).
 fn jpeg_size(path: &Path) -> Option<(u32, u32)> {
     let data = std::fs::read(path).ok()?;
-    if !matches!(imagesize::image_type(&data), Ok(imagesize::ImageType::Jpeg)) {
+    if !matches!(imagesize::image_type(&data), Ok(imagesize::ImageType::Jpeg))
+        || !data.ends_with(&[0xFF, 0xD9])
+    {
         return None;
     }
     let size = imagesize::blob_size(&data).ok()?;
@@ -141,11 +144,14 @@ mod tests {
         let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00];
         jpeg.extend([0xFF, 0xC0, 0x00, 0x11, 0x08, 0x00, 0x5A, 0x06, 0x40, 0x03]);
         jpeg.extend([0; 15]);
+        jpeg.extend([0xFF, 0xD9]);
         let path = dir.path().join("sheet.jpg");
         std::fs::write(&path, &jpeg).expect("write");
         assert_eq!(jpeg_size(&path), Some((1600, 90)));
         std::fs::write(&path, &jpeg[..12]).expect("write");
-        assert_eq!(jpeg_size(&path), None, "cut short");
+        assert_eq!(jpeg_size(&path), None, "cut in the header");
+        std::fs::write(&path, &jpeg[..jpeg.len() - 2]).expect("write");
+        assert_eq!(jpeg_size(&path), None, "cut after the header");
         std::fs::write(&path, b"\x89PNG\r\n\x1a\n not a jpeg").expect("write");
         assert_eq!(jpeg_size(&path), None);
         assert_eq!(jpeg_size(&dir.path().join("missing.jpg")), None);

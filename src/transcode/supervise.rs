@@ -96,6 +96,7 @@ pub async fn run(
     cancel: &CancellationToken,
     mut on_progress: impl FnMut(ProgressSample),
 ) -> Result<(), FfmpegError> {
+    tracing::debug!(binary = %binary.display(), ?args, "starting ffmpeg");
     let mut command = FfmpegCommand::new_with_path(binary);
     command.args(args);
     prepare_child(command.as_inner_mut(), limits.nice);
