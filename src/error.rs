@@ -424,7 +424,7 @@ impl From<MediaError> for ApiError {
                 ..Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "storage_unavailable",
-                    "The media storage is unreachable; nothing was kept. Retry shortly.",
+                    "The media storage is unreachable; retry shortly.",
                 )
             },
             error @ (MediaError::Prepare { .. }

@@ -38,7 +38,7 @@ pub fn explain(error: &MediaError) -> String {
 
 /// The error's own text, then the S3 code and message found in its causes, or else its root
 /// cause up to the first line break; cut at [`MAX_ANSWER`] characters.
-fn answer(error: &MediaError) -> String {
+pub fn answer(error: &MediaError) -> String {
     let mut causes: Vec<String> = Vec::new();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

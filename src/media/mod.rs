@@ -30,7 +30,7 @@ use tempfile::{NamedTempFile, TempPath};
 
 use crate::domain::VideoId;
 pub use args::{OpenError, StorageArgs, StorageConfigError};
-pub use explain::explain;
+pub use explain::{answer, explain};
 pub use live::{GROWING_MARKER, GrowingLadder, Growth};
 pub use public_url::PublicBaseUrl;
 pub use work::WorkDir;

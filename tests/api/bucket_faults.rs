@@ -233,6 +233,69 @@ async fn a_resumable_upload_is_filed_into_the_bucket_once_complete() {
     assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
 }
 
+#[tokio::test]
+#[ignore = "needs an S3 server (moto): scripts/test runs it"]
+async fn a_resumable_upload_whose_filing_finds_the_bucket_away_keeps_its_bytes_for_a_retry() {
+    use crate::tus::{created, error_code, header, offset_of, patch};
+    let (s3, app) = bucket_app("tus-away", &[]).await;
+    let data = std::fs::read(fixtures::standard()).expect("fixture");
+    let url = created(&app, data.len() as u64).await;
+    // Every byte arrives while the bucket does not answer: the filing cannot store the source.
+    s3.pause();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(60),
+        patch(&app, &url, 0, data.clone(), &[]),
+    )
+    .await
+    .expect("an answer within the time-outs")
+    .expect("PATCH");
+    assert_eq!(refused.status(), 503);
+    assert_eq!(header(&refused, "retry-after"), Some("5"));
+    assert_eq!(error_code(refused).await, "storage_unavailable");
+    s3.resume();
+    // The bytes were kept: the upload says it is whole, and a PATCH without a body files it.
+    assert_eq!(offset_of(&app, &url).await, data.len() as u64);
+    let filed = patch(&app, &url, data.len() as u64, Vec::new(), &[])
+        .await
+        .expect("PATCH");
+    assert_eq!(filed.status(), 204);
+    let video = header(&filed, "x-reel-video")
+        .expect("the video")
+        .to_owned();
+    let id = video.rsplit('/').next().expect("id").to_owned();
+    app.wait_for(&id, "ready").await;
+    assert_eq!(
+        s3.object(BUCKET, &format!("tus-away/sources/{id}")).await,
+        data
+    );
+    let (_, list) = app.get_json("/api/v1/videos").await;
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(1),
+        "one video: {list}"
+    );
+    assert!(
+        app.files_in("uploads").is_empty(),
+        "the partial file is gone once filed"
+    );
+    assert_eq!(app.delete(&id).await, 204);
+    assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
+    // The bucket may still create the multipart upload whose creation reel gave up waiting
+    // for: an empty one that reel never learnt of, for the source key of the filing that
+    // failed (the retry filed the bytes as a new video). Nothing else may be left; that one is
+    // for the stale-upload sweep (at start on SQLite, by the janitor once it is 15 minutes old
+    // with PostgreSQL).
+    let left = s3.multipart_uploads(BUCKET).await;
+    let filed = format!("tus-away/sources/{id}");
+    assert!(
+        left.len() <= 1
+            && left
+                .iter()
+                .all(|k| k.starts_with("tus-away/sources/") && *k != filed),
+        "{left:?}"
+    );
+}
+
 /// A MiB of zeros, the padding of the large upload.
 static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
 

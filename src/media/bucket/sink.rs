@@ -54,8 +54,14 @@ impl Drop for Upload {
                         debug!(object = %what, "unfinished multipart upload aborted");
                         return;
                     }
+                    // An earlier try that timed out may have aborted it after all.
+                    Err(object_store::Error::NotFound { .. }) => {
+                        debug!(object = %what, "unfinished multipart upload already gone");
+                        return;
+                    }
                     Err(error) if attempt == ABORT_TRIES => {
-                        warn!(object = %what, %error, "cannot abort an unfinished upload; the stale-upload sweep will");
+                        let answer = crate::media::answer(&mapped(&what, error));
+                        warn!(object = %what, %answer, "cannot abort an unfinished upload; the stale-upload sweep will");
                     }
                     Err(_) => {
                         tokio::time::sleep(delay).await;
