@@ -321,7 +321,8 @@ pub enum ConfigError {
     #[error("--upload-idle-timeout-secs must be at least 1")]
     UploadIdle,
     #[error(
-        "--x264-preset (REEL_X264_PRESET) {0:?} is not an x264 preset: one of ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, veryslow, placebo"
+        "--x264-preset (REEL_X264_PRESET) {0:?} is not an x264 preset: one of {presets}",
+        presets = X264_PRESETS.join(", ")
     )]
     Preset(String),
     #[error("--lease-secs must be between 2 and 3600, got {0}")]
