@@ -4,6 +4,8 @@ scripts/install-deps test into target/moto).
 - the big blob uploaded through reel (--storage s3://…, streamed in as a multipart upload)
   vs the same file put with boto3 (its default multipart upload, 8 MiB parts, 10 threads) into
   the same server, and reel's VmRSS growth meanwhile (bound: 8 MiB parts x 5 = 40 MiB);
+- the same blob through tus-js-client (one PATCH: its bytes become 8 MiB chunk objects, then
+  the last request streams them into the source) vs the plain upload, and reel's VmRSS growth;
 - the job of the scenario's source (1080p, 30 s; tiny in --smoke) from upload to ready with the
   bucket vs the local folder: the difference is the source's download and the ladder's upload;
 - the ladder's publish alone, bucket vs folder: reel's `reel_ladder_publish_seconds{store}`
@@ -161,7 +163,22 @@ def broken_fetch(cfg, R, work, Reel, flags, port, mode):
            f"(object_store, same ETag), the job requeued {requeued} time(s)")
 
 
-def scenario(cfg, R, work, Reel, Sampler, median, retarget):
+def tus_upload(reel, blob, tus_js):
+    """tus-js-client into `reel`; returns (seconds, video id or None)."""
+    t = time.time()
+    out = subprocess.run(["node", "--input-type=module", "-e", tus_js,
+                          f"http://{reel.addr}/api/v1/uploads", blob],
+                         capture_output=True, text=True, cwd=ROOT)
+    secs = time.time() - t
+    video = None
+    for line in out.stdout.splitlines():
+        if line.startswith("{") and '"video"' in line:
+            found = re.search(r'"video":"([^"]+)"', line)
+            video = found.group(1).rstrip("/").split("/")[-1] if found else None
+    return secs, video
+
+
+def scenario(cfg, R, work, Reel, Sampler, median, retarget, tus_js):
     """10: media in a bucket: upload vs boto3, reel's RSS, the job and its publish vs the local
     folder, the worker's source (download vs presigned URL)."""
     if not os.path.exists(os.path.join(MOTO_BIN, "moto_server")):
@@ -178,7 +195,7 @@ def scenario(cfg, R, work, Reel, Sampler, median, retarget):
                  "--max-upload-bytes", "8GiB"]
         bucket = Reel(work, "bucket", flags)
         reels.append(bucket)
-        res = {"reel": [], "boto3": [], "rss": []}
+        res = {"reel": [], "boto3": [], "rss": [], "tus": [], "tus_rss": []}
         for run in range(cfg.runs):
             before = rss_kib(bucket.pid)
             samp = Sampler(bucket.pid, tree=False)
@@ -195,6 +212,21 @@ def scenario(cfg, R, work, Reel, Sampler, median, retarget):
             conn.request("DELETE", f"/api/v1/videos/{body['id']}")
             conn.getresponse().read()
             conn.close()
+            before = rss_kib(bucket.pid)
+            samp = Sampler(bucket.pid, tree=False)
+            samp.start()
+            secs, video = tus_upload(bucket, cfg.blob, tus_js)
+            samp.stop()
+            if video is None:
+                R.note("scenario 10: the tus upload into the bucket did not become a video")
+            else:
+                res["tus"].append(secs)
+                if samp.peak_self is not None and before is not None:
+                    res["tus_rss"].append((samp.peak_self - before) / 1024)
+                conn = bucket.conn()
+                conn.request("DELETE", f"/api/v1/videos/{video}")
+                conn.getresponse().read()
+                conn.close()
             t = time.time()
             put = subprocess.run([os.path.join(MOTO_BIN, "python"), "-c", BOTO_PUT, endpoint,
                                   cfg.blob, f"plain/{run}"], capture_output=True, text=True)
@@ -209,6 +241,12 @@ def scenario(cfg, R, work, Reel, Sampler, median, retarget):
               ratio=(r / b if r and b else None), target="ratio <= 1.5")
         R.add("10 bucket", "  reel VmRSS growth during the upload (MiB)", median(res["rss"]), None,
               "MiB", target="<= 64 MiB")
+        tus = median(res["tus"])
+        R.add("10 bucket", f"{size_mib} MiB via tus-js-client into the bucket (chunk objects, then "
+              "the filing) vs the plain upload (s)", tus, r, "s",
+              ratio=(tus / r if tus and r else None))
+        R.add("10 bucket", "  reel VmRSS growth during the tus upload (MiB)", median(res["tus_rss"]),
+              None, "MiB", target="<= 64 MiB")
 
         folder = Reel(work, "bucket-folder", ["--encoders", "1"])
         reels.append(folder)

@@ -19,6 +19,7 @@ mod public_url;
 mod work;
 
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -266,6 +267,53 @@ pub trait MediaStore: Send + Sync + std::fmt::Debug {
     /// A time-limited URL a client (or nginx) may GET the source or a ladder file from
     /// directly; `None` for the folder. `rel` is `None` for the source.
     fn presign(&self, id: VideoId, rel: Option<&str>, ttl: Duration) -> Option<String>;
+
+    /// Whether resumable uploads keep their bytes in the store as chunk objects (a bucket,
+    /// which every node reaches) rather than in a partial file of the work area (a folder,
+    /// shared when the media volume is). See `crate::upload::resumable::chunks`.
+    fn keeps_upload_chunks(&self) -> bool {
+        false
+    }
+    /// Stores bytes `start..start + len` of resumable upload `upload` as one chunk object
+    /// (`parts` concatenated), visible whole or not at all.
+    async fn put_upload_chunk(
+        &self,
+        upload: &str,
+        start: u64,
+        parts: Vec<Bytes>,
+    ) -> Result<(), MediaError> {
+        let _ = (upload, start, parts);
+        Err(MediaError::io(Path::new("uploads"))(std::io::Error::other(
+            "this store keeps resumable uploads in a partial file",
+        )))
+    }
+    /// The byte ranges of the chunk objects stored for `upload` (in no particular order;
+    /// a chunk a request wrote and never recorded may overlap others).
+    async fn upload_chunks(&self, upload: &str) -> Result<Vec<Range<u64>>, MediaError> {
+        let _ = upload;
+        Ok(Vec::new())
+    }
+    /// The bytes of one chunk object of `upload`, as listed by
+    /// [`MediaStore::upload_chunks`].
+    async fn read_upload_chunk(
+        &self,
+        upload: &str,
+        chunk: Range<u64>,
+    ) -> Result<ByteStream, MediaError> {
+        let _ = (upload, chunk);
+        Err(MediaError::io(Path::new("uploads"))(
+            std::io::ErrorKind::NotFound.into(),
+        ))
+    }
+    /// Removes every chunk object of `upload`; none is fine.
+    async fn remove_upload_chunks(&self, upload: &str) -> Result<(), MediaError> {
+        let _ = upload;
+        Ok(())
+    }
+    /// Names of the uploads that have chunk objects, for the sweeper.
+    async fn chunked_uploads(&self) -> Result<Vec<String>, MediaError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A source ffmpeg can read: the stored file, or a downloaded copy removed (with its work

@@ -98,6 +98,22 @@ impl Received {
         }
     }
 
+    /// A complete upload streamed into the store as the source of `id`, not yet visible (a
+    /// finished resumable upload whose bytes were chunk objects).
+    pub fn from_object(
+        id: VideoId,
+        staged: Box<dyn StagedObject>,
+        size: u64,
+        container: Container,
+    ) -> Self {
+        Self {
+            id,
+            staged: Staged::Object(staged),
+            size,
+            container,
+        }
+    }
+
     /// Makes the source of [`Received::id`] visible in the store.
     pub async fn persist(self, media: &dyn MediaStore) -> Result<(), MediaError> {
         match self.staged {

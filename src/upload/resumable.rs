@@ -1,11 +1,15 @@
-//! The disk side of a resumable (tus) upload: `uploads/<id>` grows over many requests.
+//! The storage side of a resumable (tus) upload, whose bytes grow over many requests.
 //!
-//! Each request opens the file at the upload's durable offset (cutting off whatever a request
-//! that died wrote past it), appends through the same writer as a plain upload (a fixed number
-//! of chunks in flight), sniffs the first bytes for a video container, and reports an offset
-//! only once the bytes below it are fdatasynced. When the last byte is in, the file is linked
-//! into `tmp/` as a [`Received`], so the filing path of `POST /api/v1/videos` moves it to
-//! `sources/`.
+//! With the folder store, `uploads/<id>` is a file of the media volume. Each request opens
+//! it at the upload's durable offset (cutting off whatever a request that died wrote past
+//! it), appends through the same writer as a plain upload (a fixed number of chunks in
+//! flight), sniffs the first bytes for a video container, and reports an offset only once the
+//! bytes below it are fdatasynced. When the last byte is in, the file is linked into `tmp/` as
+//! a [`Received`], so the filing path of `POST /api/v1/videos` moves it to `sources/`.
+//!
+//! With a bucket, the bytes are chunk objects in the bucket instead ([`chunks`]), so every
+//! API node can continue an upload; the same checks apply, and an offset is reported only
+//! once the chunks below it are stored.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -16,7 +20,9 @@ use tempfile::TempPath;
 use super::sniff::{Container, SNIFF_LEN, sniff};
 use super::tus::{Checksum, Hasher, TusError};
 use super::{DiskWriter, Received, SPACE_CHECK_EVERY, UploadError, UploadLimits};
-use crate::media::{MediaError, MediaStore};
+use crate::media::{Media, MediaError, MediaStore};
+
+pub mod chunks;
 
 /// The folder of partial uploads, beside `sources/` (same filesystem, so filing is a rename).
 /// Not in `tmp/`, which a restart empties.
@@ -39,6 +45,13 @@ pub fn partial_names(media: &dyn MediaStore) -> io::Result<Vec<String>> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(error) => Err(error),
     }
+}
+
+/// Removes whatever upload `name` stored: its partial file and its chunk objects. Missing
+/// ones are fine.
+pub async fn remove(media: &Media, name: &str) -> Result<(), MediaError> {
+    remove_partial(media.as_ref(), name)?;
+    media.remove_upload_chunks(name).await
 }
 
 /// Removes a partial file; a missing one is fine.
@@ -83,11 +96,20 @@ fn io_error(path: &Path) -> impl Fn(io::Error) -> UploadError + '_ {
     }
 }
 
-/// One request's appending to an upload's partial file.
+/// Where a request's bytes go.
+enum Writer {
+    /// The partial file (folder store).
+    Disk(DiskWriter),
+    /// Chunk objects (bucket).
+    Chunks(chunks::ChunkWriter),
+}
+
+/// One request's appending to an upload's bytes.
 pub struct Appender {
-    writer: DiskWriter,
+    writer: Writer,
     path: PathBuf,
-    media: crate::media::WorkDir,
+    /// The work area whose free space is re-checked, for a partial file.
+    media: Option<crate::media::WorkDir>,
     limits: UploadLimits,
     /// `Upload-Length`.
     length: u64,
@@ -113,12 +135,14 @@ pub struct Appended {
 
 impl Appender {
     /// Opens upload `name` at `offset`, its durable size: bytes past it (written by a request
-    /// that died before they were synced and recorded) are cut off.
+    /// that died before they were synced and recorded) are cut off, or, in a bucket, left
+    /// off the upload's chain.
     ///
-    /// Errors: [`TusError::Lost`] when the file is shorter than `offset`; I/O as
-    /// [`UploadError`] (507 when the disk is full).
+    /// Errors: [`TusError::Lost`] when the file is shorter than `offset` (or the chunks do
+    /// not cover it); I/O as [`UploadError`] (507 when the disk is full, 503 when the bucket
+    /// is away).
     pub async fn open(
-        media: &dyn MediaStore,
+        media: &Media,
         name: &str,
         offset: u64,
         length: u64,
@@ -126,7 +150,33 @@ impl Appender {
         checksum: Option<Checksum>,
         limits: UploadLimits,
     ) -> Result<Self, TusError> {
-        let path = partial_path(media, name);
+        let path = partial_path(media.as_ref(), name);
+        if media.keeps_upload_chunks() {
+            let head = match (container, offset) {
+                (None, 1..) => {
+                    let len = SNIFF_LEN.min(usize::try_from(offset).unwrap_or(SNIFF_LEN));
+                    chunks::read_head(media, name, offset, len).await?
+                }
+                (_, 1..) => {
+                    chunks::stored_chain(media, name, offset).await?;
+                    Vec::new()
+                }
+                (_, 0) => Vec::new(),
+            };
+            return Ok(Self {
+                writer: Writer::Chunks(chunks::ChunkWriter::new(media.clone(), name, offset)),
+                path,
+                media: None,
+                limits,
+                length,
+                offset,
+                durable: offset,
+                head,
+                container,
+                checksum: checksum.map(|c| (Hasher::new(c.algorithm), c)),
+                next_space_check: offset + SPACE_CHECK_EVERY,
+            });
+        }
         let opened = {
             let path = path.clone();
             let want_head = container.is_none() && offset > 0;
@@ -139,9 +189,9 @@ impl Appender {
             Err(error) => return Err(io_error(&path)(error).into()),
         };
         Ok(Self {
-            writer: DiskWriter::start_at(file, offset),
+            writer: Writer::Disk(DiskWriter::start_at(file, offset)),
             path,
-            media: media.work().clone(),
+            media: Some(media.work().clone()),
             limits,
             length,
             offset,
@@ -188,13 +238,12 @@ impl Appender {
         if let Some((hasher, _)) = &mut self.checksum {
             hasher.update(&chunk);
         }
-        if !self.writer.write(chunk).await {
-            return Err(self.writer_error().await);
-        }
+        self.write(chunk).await?;
         self.offset = end;
         if self.offset >= self.next_space_check {
             self.next_space_check = self.offset + SPACE_CHECK_EVERY;
-            if self.media.free_bytes().map_err(UploadError::from)? < self.limits.min_free_bytes / 2
+            if let Some(work) = &self.media
+                && work.free_bytes().map_err(UploadError::from)? < self.limits.min_free_bytes / 2
             {
                 return Err(UploadError::InsufficientStorage.into());
             }
@@ -202,14 +251,36 @@ impl Appender {
         Ok(())
     }
 
+    async fn write(&mut self, chunk: Bytes) -> Result<(), TusError> {
+        let written = match &mut self.writer {
+            Writer::Disk(writer) => writer.write(chunk).await,
+            Writer::Chunks(writer) => {
+                return Ok(writer.write(chunk).await.map_err(UploadError::from)?);
+            }
+        };
+        if written {
+            Ok(())
+        } else {
+            Err(self.writer_error().await)
+        }
+    }
+
+    /// Waits until everything handed over is on disk (fdatasynced) or stored.
+    async fn sync(&mut self) -> Result<(), TusError> {
+        match &mut self.writer {
+            Writer::Disk(writer) => writer
+                .sync()
+                .await
+                .map_err(|e| TusError::from(io_error(&self.path)(e))),
+            Writer::Chunks(writer) => Ok(writer.sync().await.map_err(UploadError::from)?),
+        }
+    }
+
     /// Syncs what was handed over; returns the new durable offset. Not for checksummed
     /// requests, whose bytes count only once verified (see [`Appender::finish`]).
     pub async fn checkpoint(&mut self) -> Result<u64, TusError> {
         if self.checksum.is_none() && self.durable < self.offset {
-            self.writer
-                .sync()
-                .await
-                .map_err(|e| TusError::from(io_error(&self.path)(e)))?;
+            self.sync().await?;
             self.durable = self.offset;
         }
         Ok(self.durable)
@@ -234,11 +305,13 @@ impl Appender {
             }
         }
         let appended = self.appended_at(self.offset);
-        let path = self.path.clone();
-        self.writer
-            .finish()
-            .await
-            .map_err(|e| TusError::from(io_error(&path)(e)))?;
+        match self.writer {
+            Writer::Disk(writer) => writer
+                .finish()
+                .await
+                .map_err(|e| TusError::from(io_error(&self.path)(e)))?,
+            Writer::Chunks(mut writer) => writer.sync().await.map_err(UploadError::from)?,
+        }
         Ok(appended)
     }
 
@@ -250,7 +323,11 @@ impl Appender {
     }
 
     async fn writer_error(&self) -> TusError {
-        let error = match self.writer.sync().await {
+        let synced = match &self.writer {
+            Writer::Disk(writer) => writer.sync().await,
+            Writer::Chunks(_) => Ok(()),
+        };
+        let error = match synced {
             Err(error) => error,
             Ok(()) => io::Error::other("the upload writer stopped"),
         };
@@ -290,15 +367,20 @@ fn open_at(
     Ok(Some((file, head)))
 }
 
-/// Links a complete upload into `tmp/` as a [`Received`] for the filing path. The partial file
-/// stays where it is until the caller removes it, so a refused filing (queue full) keeps the
-/// bytes for a retry.
+/// Stages a complete upload as a [`Received`] for the filing path: the partial file linked
+/// into `tmp/`, or the chunk objects streamed into a new source object (not yet visible). The
+/// upload's bytes stay where they are until the caller removes them, so a refused filing
+/// (queue full, bucket away) keeps them for a retry.
 pub async fn stage_complete(
-    media: &dyn MediaStore,
+    media: &Media,
     name: &str,
     size: u64,
     container: Container,
 ) -> Result<Received, TusError> {
+    if media.keeps_upload_chunks() {
+        return chunks::stage(media, name, size, container).await;
+    }
+    let media = media.as_ref();
     let source = partial_path(media, name);
     let staged = media
         .work()

@@ -30,7 +30,7 @@ fn files_below(dir: &Path) -> Vec<String> {
 }
 
 /// No source, ladder or job work is left in a node's own media dir.
-fn assert_holds_no_media(node: &str, media: &Path) {
+pub fn assert_holds_no_media(node: &str, media: &Path) {
     for sub in ["sources", "hls", "tmp", "uploads"] {
         let files = files_below(&media.join(sub));
         assert!(files.is_empty(), "the {node}'s {sub}/ holds {files:?}");

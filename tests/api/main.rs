@@ -9,6 +9,7 @@ mod bucket_faults;
 mod bucket_live;
 mod bucket_refusals;
 mod bucket_scale;
+mod bucket_tus;
 mod cli;
 mod contract;
 mod corpus;

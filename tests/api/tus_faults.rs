@@ -29,10 +29,10 @@ fn blob(size: usize) -> Vec<u8> {
     data
 }
 
-type Sender = tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>;
+pub type Sender = tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>;
 
 /// A `PATCH` whose body the test feeds through the returned sender.
-fn streaming_patch(
+pub fn streaming_patch(
     app: &TestApp,
     url: &str,
     offset: u64,
@@ -53,7 +53,7 @@ fn streaming_patch(
     (tx, tokio::spawn(request))
 }
 
-async fn send_in_mib(tx: &Sender, data: &[u8]) {
+pub async fn send_in_mib(tx: &Sender, data: &[u8]) {
     for chunk in data.chunks(MIB) {
         tx.send(Ok(chunk.to_vec()))
             .await

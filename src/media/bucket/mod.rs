@@ -5,8 +5,9 @@
 //! GETs by the same time without a byte. Sources are streamed in as multipart uploads
 //! ([`sink`]); ladders are written file by file with the master last ([`ladder`]), or grow
 //! segment by segment while they encode (`live`); what crashed uploads left is found and
-//! aborted by [`stale`].
+//! aborted by [`stale`]. Resumable uploads keep their bytes as chunk objects ([`chunks`]).
 
+mod chunks;
 mod config;
 mod inventory;
 mod ladder;
@@ -16,11 +17,13 @@ mod seen;
 pub mod sink;
 mod stale;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3;
 use object_store::path::Path as Key;
@@ -366,6 +369,39 @@ impl MediaStore for BucketStore {
             ttl,
         ))?;
         signed.ok().map(String::from)
+    }
+
+    fn keeps_upload_chunks(&self) -> bool {
+        true
+    }
+
+    async fn put_upload_chunk(
+        &self,
+        upload: &str,
+        start: u64,
+        parts: Vec<Bytes>,
+    ) -> Result<(), MediaError> {
+        self.put_chunk(upload, start, parts).await
+    }
+
+    async fn upload_chunks(&self, upload: &str) -> Result<Vec<Range<u64>>, MediaError> {
+        self.list_chunks(upload).await
+    }
+
+    async fn read_upload_chunk(
+        &self,
+        upload: &str,
+        chunk: Range<u64>,
+    ) -> Result<ByteStream, MediaError> {
+        self.read_chunk(upload, chunk).await
+    }
+
+    async fn remove_upload_chunks(&self, upload: &str) -> Result<(), MediaError> {
+        self.remove_chunks(upload).await
+    }
+
+    async fn chunked_uploads(&self) -> Result<Vec<String>, MediaError> {
+        self.chunked().await
     }
 }
 

@@ -111,12 +111,14 @@ impl Service {
             ..UploadMeta::default()
         };
         self.admit_upload(caller, &meta).await?;
-        // The partial file grows in the local media dir, whatever the store.
-        crate::upload::check_local_space(
-            self.media.work(),
-            &self.upload_limits(),
-            Some(new.length),
-        )?;
+        // The partial file grows in the media dir; a bucket keeps chunk objects instead.
+        if !self.media.keeps_upload_chunks() {
+            crate::upload::check_local_space(
+                self.media.work(),
+                &self.upload_limits(),
+                Some(new.length),
+            )?;
+        }
         if new.length == 0 {
             return Err(UploadError::Empty.into());
         }
@@ -160,11 +162,15 @@ impl Service {
         Ok(UploadStatus::from(&self.owned_upload(caller, id).await?))
     }
 
-    /// Terminates an upload: its row, then its file (termination extension).
+    /// Terminates an upload: its row, then its bytes (termination extension).
     pub async fn terminate_upload(&self, caller: &Caller, id: UploadId) -> Result<()> {
         self.owned_upload(caller, id).await?;
         self.store.delete_upload(id).await?;
-        resumable::remove_partial(self.media.as_ref(), &id.to_string())?;
+        if let Err(error) = resumable::remove(&self.media, &id.to_string()).await {
+            // The upload is gone for the client; its bytes go with the next sweep.
+            let answer = crate::media::answer(&error);
+            warn!(upload.id = %id, %answer, "cannot remove a terminated upload's bytes yet");
+        }
         info!(upload.id = %id, "tus upload terminated");
         Ok(())
     }
@@ -267,43 +273,48 @@ impl Service {
         }
     }
 
-    /// Removes an upload that cannot go on (not a video, bytes lost): row, then file.
+    /// Removes an upload that cannot go on (not a video, bytes lost): row, then bytes.
     async fn discard(&self, id: UploadId) {
         if let Err(error) = self.store.delete_upload(id).await {
             warn!(upload.id = %id, %error, "cannot remove a refused upload's row; it will expire");
         }
-        if let Err(error) = resumable::remove_partial(self.media.as_ref(), &id.to_string()) {
-            warn!(upload.id = %id, %error, "cannot remove a refused upload's file");
+        if let Err(error) = resumable::remove(&self.media, &id.to_string()).await {
+            let answer = crate::media::answer(&error);
+            warn!(upload.id = %id, %answer, "cannot remove a refused upload's bytes; the sweeper will");
         }
     }
 
-    /// Removes expired uploads with their files, and files left without a row by a crash.
+    /// Removes expired uploads with their bytes, and bytes (partial files, chunk objects) left
+    /// without a row by a crash.
     /// Returns how many uploads went.
     pub async fn sweep_uploads(&self) -> Result<usize> {
         let mut removed = 0;
         loop {
             let expired = self.store.delete_expired_uploads(SWEEP_BATCH).await?;
             for id in &expired {
-                resumable::remove_partial(self.media.as_ref(), &id.to_string())?;
+                resumable::remove(&self.media, &id.to_string()).await?;
             }
             removed += expired.len();
             if expired.len() < SWEEP_BATCH as usize {
                 break;
             }
         }
-        let names = resumable::partial_names(self.media.as_ref()).map_err(|source| {
+        let mut names = resumable::partial_names(self.media.as_ref()).map_err(|source| {
             crate::media::MediaError::Io {
                 path: resumable::uploads_dir(self.media.as_ref()),
                 source,
             }
         })?;
+        names.extend(self.media.chunked_uploads().await?);
+        names.sort_unstable();
+        names.dedup();
         for name in names {
             let orphan = match name.parse::<UploadId>() {
                 Ok(id) => !self.store.upload_exists(id).await?,
                 Err(_) => true,
             };
             if orphan {
-                resumable::remove_partial(self.media.as_ref(), &name)?;
+                resumable::remove(&self.media, &name).await?;
                 removed += 1;
             }
         }

@@ -1,4 +1,5 @@
-//! Writing an upload under its lock: the body into the partial file, the durable offset into
+//! Writing an upload under its lock: the body into the partial file (or chunk objects in a
+//! bucket), the durable offset into
 //! the row (which also renews the lease), and the last byte through the plain upload's filing.
 
 use std::time::{Duration, Instant};
@@ -38,17 +39,19 @@ impl Service {
             .into());
         }
         let limits = self.upload_limits();
-        upload::check_local_space(
-            self.media.work(),
-            &limits,
-            Some(upload.length - upload.offset),
-        )?;
+        if !self.media.keeps_upload_chunks() {
+            upload::check_local_space(
+                self.media.work(),
+                &limits,
+                Some(upload.length - upload.offset),
+            )?;
+        }
         let container = upload
             .container
             .as_deref()
             .and_then(resumable::container_from_mime);
         let opened = Appender::open(
-            self.media.as_ref(),
+            &self.media,
             &id.to_string(),
             upload.offset,
             upload.length,
@@ -213,7 +216,7 @@ impl Service {
             Err(TusError::Locked.into())
         } else {
             // Terminated while this request wrote: its file may have been made again.
-            resumable::remove_partial(self.media.as_ref(), &upload.id.to_string())?;
+            resumable::remove(&self.media, &upload.id.to_string()).await?;
             Err(TusError::NotFound.into())
         }
     }
@@ -246,11 +249,12 @@ impl Service {
         self.admit_upload(caller, &meta).await?;
         let name = upload.id.to_string();
         let received =
-            resumable::stage_complete(self.media.as_ref(), &name, upload.length, container).await?;
+            resumable::stage_complete(&self.media, &name, upload.length, container).await?;
         let video = self.file_upload(caller, received, meta).await?;
         // The video exists. Forget the bytes first: a retry must never file a second copy.
-        if let Err(error) = resumable::remove_partial(self.media.as_ref(), &name) {
-            warn!(upload.id = %upload.id, %error, "cannot remove a filed upload's file");
+        if let Err(error) = resumable::remove(&self.media, &name).await {
+            let answer = crate::media::answer(&error);
+            warn!(upload.id = %upload.id, %answer, "cannot remove a filed upload's bytes; the sweeper will once it expires");
         }
         match self
             .store

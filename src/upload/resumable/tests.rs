@@ -1,5 +1,6 @@
 use super::*;
 use crate::media::folder::FolderStore;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn limits() -> UploadLimits {
@@ -21,7 +22,8 @@ fn mp4(size: usize) -> Vec<u8> {
 async fn an_upload_grows_over_requests_and_a_crashed_tail_is_cut()
 -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let media = FolderStore::open(dir.path())?;
+    let folder = Arc::new(FolderStore::open(dir.path())?);
+    let media: Media = folder.clone();
     let data = mp4(3000);
     let length = data.len() as u64;
 
@@ -35,7 +37,7 @@ async fn an_upload_grows_over_requests_and_a_crashed_tail_is_cut()
     // A request that wrote 900 more bytes and died before recording them.
     std::fs::OpenOptions::new()
         .append(true)
-        .open(partial_path(&media, "u1"))
+        .open(partial_path(&*folder, "u1"))
         .and_then(|mut f| std::io::Write::write_all(&mut f, &[9; 900]))?;
 
     // The next request starts at the recorded offset; the head is read back for sniffing.
@@ -48,13 +50,13 @@ async fn an_upload_grows_over_requests_and_a_crashed_tail_is_cut()
     let appended = second.finish(true).await?;
     assert_eq!(appended.offset, length);
     assert_eq!(appended.container, Some(Container::IsoBmff));
-    assert_eq!(std::fs::read(partial_path(&media, "u1"))?, data);
+    assert_eq!(std::fs::read(partial_path(&*folder, "u1"))?, data);
 
     let received = stage_complete(&media, "u1", length, Container::IsoBmff).await?;
     let id = received.id;
-    received.persist(&media).await?;
-    assert_eq!(std::fs::read(media.source_path(id))?, data);
-    assert!(partial_path(&media, "u1").exists(), "kept until filed");
+    received.persist(media.as_ref()).await?;
+    assert_eq!(std::fs::read(folder.source_path(id))?, data);
+    assert!(partial_path(&*folder, "u1").exists(), "kept until filed");
     Ok(())
 }
 
@@ -62,7 +64,8 @@ async fn an_upload_grows_over_requests_and_a_crashed_tail_is_cut()
 async fn refusals_overlong_junk_checksum_and_lost_bytes() -> Result<(), Box<dyn std::error::Error>>
 {
     let dir = tempfile::tempdir()?;
-    let media = FolderStore::open(dir.path())?;
+    let folder = Arc::new(FolderStore::open(dir.path())?);
+    let media: Media = folder.clone();
     let data = mp4(1000);
 
     let mut over = Appender::open(&media, "u2", 0, 10, None, None, limits()).await?;
@@ -93,7 +96,7 @@ async fn refusals_overlong_junk_checksum_and_lost_bytes() -> Result<(), Box<dyn 
     ));
     let again = Appender::open(&media, "u4", 0, 1000, None, None, limits()).await?;
     assert_eq!(again.offset(), 0);
-    assert_eq!(std::fs::metadata(partial_path(&media, "u4"))?.len(), 0);
+    assert_eq!(std::fs::metadata(partial_path(&*folder, "u4"))?.len(), 0);
 
     let lost = Appender::open(&media, "u5", 500, 1000, None, None, limits()).await;
     assert!(matches!(lost, Err(TusError::Lost)));
