@@ -9,7 +9,7 @@ use reqwest::RequestBuilder;
 use serde_json::{Value, json};
 
 use crate::fixtures;
-use crate::helpers::TestApp;
+use crate::helpers::{DEADLINE, TestApp, wait_until};
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-0123";
 
@@ -462,6 +462,14 @@ async fn one_owners_many_uploads_do_not_starve_another_owners_one() {
         .await
         .expect("json");
     let mut anna = vec![first["id"].as_str().expect("id").to_owned()];
+    // Claimed by the encoder (which happens just after the upload's commit), or it would still
+    // be first in the queue, ahead of ben's.
+    let claimed = format!("/api/v1/videos/{}", anna[0]);
+    wait_until("the long first job to be claimed", DEADLINE, async || {
+        let (status, video) = get_as(&app, Some(&a), &claimed).await;
+        status == 200 && video["status"] != "queued"
+    })
+    .await;
     for _ in 0..9 {
         let video: Value = upload_as(&app, &a, &fixtures::tiny())
             .await

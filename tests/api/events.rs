@@ -1,7 +1,7 @@
 //! Server-Sent Events: snapshot first, monotonic progress, one terminal event, resumable.
 
 use crate::fixtures;
-use crate::helpers::TestApp;
+use crate::helpers::{DEADLINE, TestApp};
 
 const TERMINAL: [&str; 3] = ["ready", "failed", "canceled"];
 
@@ -73,13 +73,11 @@ async fn a_reconnect_with_last_event_id_continues_without_repeating() {
         })
         .await;
     let last_seen = first.last().expect("events").id;
-    // Progress is persisted while encoding, so the resource shows it too.
+    // Progress is persisted while encoding (every 2 s, on ffmpeg's next report), so the
+    // resource shows it too.
     let started = std::time::Instant::now();
     while app.video(&id).await["progress"].as_f64().unwrap_or(0.0) <= 0.02 {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "progress never persisted"
-        );
+        assert!(started.elapsed() < DEADLINE, "progress never persisted");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let rest = app.events(&id, Some(last_seen), |_| false).await;

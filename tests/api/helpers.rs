@@ -509,6 +509,32 @@ fn defaults_unless_given<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// Subscribes to a video's events on `app` and returns the task reading the stream to its end,
+/// once the subscription stands (its snapshot arrived): what the stream says after that is
+/// sure to reach the task.
+pub async fn follow(app: &TestApp, id: &str) -> tokio::task::JoinHandle<String> {
+    let response = reqwest::get(app.url(&format!("/api/v1/videos/{id}/events")))
+        .await
+        .expect("events");
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("event: snapshot") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("a snapshot within 10 s")
+            .expect("stream open")
+            .expect("bytes");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    tokio::spawn(async move {
+        while let Some(Ok(chunk)) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+    })
+}
+
 /// A request body sent in 256 KiB chunks with no Content-Length, as a browser stream would.
 pub fn streamed(bytes: Vec<u8>) -> reqwest::Body {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =

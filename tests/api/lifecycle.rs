@@ -3,22 +3,15 @@
 use std::time::{Duration, Instant};
 
 use crate::fixtures;
-use crate::helpers::TestApp;
+use crate::helpers::{DEADLINE, TestApp, follow, wait_until};
 
 #[tokio::test]
 async fn deleting_while_encoding_kills_ffmpeg_removes_every_file_and_tells_subscribers() {
     let app = TestApp::spawn(&[]);
     let id = app.upload_id(&fixtures::long()).await;
-    let watcher = {
-        let base = app.base.clone();
-        let id = id.clone();
-        tokio::spawn(async move {
-            let response = reqwest::get(format!("{base}/api/v1/videos/{id}/events"))
-                .await
-                .expect("events");
-            response.text().await.expect("stream ends")
-        })
-    };
+    // Subscribed before the delete (its snapshot arrived), or the delete could come first and
+    // the watcher would find no video to follow.
+    let watcher = follow(&app, &id).await;
     let started = Instant::now();
     while app.ffmpeg_processes().is_empty() {
         assert!(
@@ -125,11 +118,11 @@ async fn after_a_crash_the_running_and_the_queued_job_both_finish() {
             .is_some_and(|r| !r.is_empty())
     );
     restarted.wait_for(&queued, "ready").await;
-    assert!(
-        restarted.files_in("tmp").is_empty(),
-        "no orphan in tmp/: {:?}",
-        restarted.files_in("tmp")
-    );
+    // The job's work folder goes just after its `ready` commit: wait for it, not only look.
+    wait_until("no orphan in tmp/", DEADLINE, async || {
+        restarted.files_in("tmp").is_empty()
+    })
+    .await;
     drop(restarted);
     drop(app);
 }
@@ -138,17 +131,8 @@ async fn after_a_crash_the_running_and_the_queued_job_both_finish() {
 async fn sigterm_during_an_encode_exits_cleanly_and_the_job_finishes_after_restart() {
     let mut app = TestApp::spawn(&[]);
     let id = app.upload_id(&fixtures::long()).await;
-    let watcher = {
-        let url = app.url(&format!("/api/v1/videos/{id}/events"));
-        tokio::spawn(async move {
-            reqwest::get(url)
-                .await
-                .expect("events")
-                .text()
-                .await
-                .unwrap_or_default()
-        })
-    };
+    // Subscribed (its snapshot arrived) before the server is told to stop.
+    let watcher = follow(&app, &id).await;
     app.events(&id, None, |e| {
         e.event == "progress" && e.data["step"] == "encoding"
     })

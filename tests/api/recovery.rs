@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::faults::SmallDisk;
 use crate::fixtures;
-use crate::helpers::{TestApp, wait_until};
+use crate::helpers::{DEADLINE, TestApp, wait_until};
 
 /// A UUIDv7-shaped id no row has.
 const STRAY: &str = "01a22d47-b58a-70f7-b7c6-c05a8e65a8e8";
@@ -264,7 +264,11 @@ async fn a_panicking_job_fails_with_a_reason_and_its_worker_goes_on() {
     // The one worker is free again: the next job runs, and the gauge is back at 0.
     let next = app.upload_id(&fixtures::tiny()).await;
     app.wait_for(&next, "ready").await;
-    assert_eq!(app.metric("reel_encoders_busy").await, 0.0);
+    // The encoder is freed just after the `ready` commit the poll saw: wait for the gauge.
+    wait_until("the gauge back at 0", DEADLINE, async || {
+        app.metric("reel_encoders_busy").await == 0.0
+    })
+    .await;
     let asked = Instant::now();
     assert_eq!(app.delete(&id).await, 204);
     assert!(

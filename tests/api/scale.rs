@@ -10,7 +10,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::fixtures;
-use crate::helpers::{TestApp, postgres_database, postgres_url};
+use crate::helpers::{DEADLINE, TestApp, follow, postgres_database, postgres_url};
 
 /// A deployment: one media volume, one database, any number of `reel` processes.
 struct Cluster {
@@ -77,6 +77,15 @@ impl Cluster {
         walk(&self.media.path().join(sub), &mut out);
         out
     }
+
+    /// Waits until nothing is left in `tmp/`: a job's work folder goes just after its commit
+    /// (and a stopped attempt's once it noticed), not before the `ready` a spec saw.
+    async fn tmp_emptied(&self) {
+        wait_until("nothing left in tmp/", DEADLINE, async || {
+            self.files("tmp").is_empty()
+        })
+        .await;
+    }
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -136,32 +145,6 @@ fn ladder_process(id: &str) -> Option<(u32, u32)> {
     })
 }
 
-/// Subscribes to a video's events on `app` and returns the task reading the stream to its end,
-/// once the subscription stands (its snapshot arrived).
-async fn follow(app: &TestApp, id: &str) -> tokio::task::JoinHandle<String> {
-    use futures_util::StreamExt;
-    let response = reqwest::get(app.url(&format!("/api/v1/videos/{id}/events")))
-        .await
-        .expect("events");
-    assert_eq!(response.status(), 200);
-    let mut body = response.bytes_stream();
-    let mut text = String::new();
-    while !text.contains("event: snapshot") {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
-            .await
-            .expect("a snapshot within 10 s")
-            .expect("stream open")
-            .expect("bytes");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    tokio::spawn(async move {
-        while let Some(Ok(chunk)) = body.next().await {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-        }
-        text
-    })
-}
-
 fn history_kinds(history: &Value) -> Vec<String> {
     history["items"]
         .as_array()
@@ -207,8 +190,7 @@ async fn one_api_node_and_three_workers_encode_each_upload_exactly_once() {
                 .is_file()
         );
     }
-    let tmp: Vec<_> = cluster.files("tmp");
-    assert!(tmp.is_empty(), "nothing left in tmp/: {tmp:?}");
+    cluster.tmp_emptied().await;
     // Every worker took part: the queue is shared, not drained by one process.
     let busy = workers
         .iter()
@@ -296,7 +278,7 @@ async fn a_killed_worker_s_job_is_finished_by_another_after_its_lease() {
         2,
         "{kinds:?}"
     );
-    assert!(cluster.files("tmp").is_empty());
+    cluster.tmp_emptied().await;
 }
 
 #[tokio::test]
@@ -352,7 +334,7 @@ async fn a_worker_stopped_with_sigterm_hands_its_job_back_at_once_and_another_fi
             && handed_back[0]["data"]["delay_seconds"] == 0.0,
         "handed back at once, not charged as a failed attempt: {history}"
     );
-    assert!(cluster.files("tmp").is_empty());
+    cluster.tmp_emptied().await;
 }
 
 #[tokio::test]
@@ -428,11 +410,7 @@ async fn a_paused_worker_that_lost_its_lease_kills_its_ffmpeg_and_publishes_noth
         1,
         "{kinds:?}"
     );
-    assert!(
-        cluster.files("tmp").is_empty(),
-        "{:?}",
-        cluster.files("tmp")
-    );
+    cluster.tmp_emptied().await;
 }
 
 #[tokio::test]
@@ -640,5 +618,8 @@ async fn postgres_going_away_mid_encode_gets_503s_and_the_job_still_ends_ready()
         .expect("task");
     assert_eq!(stream.matches("event: ready").count(), 1, "{stream}");
     assert_eq!(app.get_json("/readyz").await.0, 200);
-    assert!(app.files_in("tmp").is_empty());
+    wait_until("nothing left in tmp/", DEADLINE, async || {
+        app.files_in("tmp").is_empty()
+    })
+    .await;
 }

@@ -1,7 +1,7 @@
 //! The rest of the v1 contract: limits, errors, listing, health, metrics, OpenAPI.
 
 use crate::fixtures;
-use crate::helpers::{TestApp, streamed};
+use crate::helpers::{DEADLINE, TestApp, series_value, streamed, wait_until};
 
 #[tokio::test]
 async fn an_upload_over_the_size_limit_is_a_413_and_leaves_nothing_behind() {
@@ -119,6 +119,18 @@ async fn health_readiness_metrics_and_openapi_are_served() {
 
     let id = app.upload_id(&fixtures::tiny()).await;
     app.wait_for(&id, "ready").await;
+    // The worker counts the job and frees its encoder just after the `ready` commit the poll
+    // saw: wait for that before reading the series.
+    wait_until(
+        "the job counted and its encoder free",
+        DEADLINE,
+        async || {
+            let text = app.metrics_text().await;
+            series_value(&text, "reel_jobs_total{outcome=\"ready\"}").is_some()
+                && series_value(&text, "reel_encoders_busy") == Some(0.0)
+        },
+    )
+    .await;
     let size = std::fs::metadata(fixtures::tiny()).expect("fixture").len() as f64;
     for (series, value) in [
         ("reel_uploads_total{outcome=\"accepted\"}", 1.0),

@@ -27,9 +27,10 @@ async fn a_subscriber_gets_a_signed_video_playable_before_video_ready() {
 
     let id = app.upload_id(&fixtures::long_small()).await;
     let video = app.wait_for(&id, "ready").await;
+    // Both answered, not only received: the receiver logs the answer after the call arrived.
     let calls = eventually(&app, "video.playable and video.ready", || async {
         let calls = receiver.calls("/live", "received");
-        (calls.len() >= 2).then_some(calls)
+        (calls.len() >= 2 && receiver.delivered("/live").len() >= 2).then_some(calls)
     })
     .await;
     let (status, page) = app
