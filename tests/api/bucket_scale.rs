@@ -29,6 +29,22 @@ fn files_below(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Waits (the job's work folder goes just after its `ready` commit) until a node's own media
+/// dir holds no source, ladder or job work, then asserts it.
+pub async fn wait_holds_no_media(node: &str, media: &Path) {
+    crate::helpers::wait_until(
+        "the node's media dir emptied",
+        crate::helpers::DEADLINE,
+        async || {
+            ["sources", "hls", "tmp", "uploads"]
+                .iter()
+                .all(|sub| files_below(&media.join(sub)).is_empty())
+        },
+    )
+    .await;
+    assert_holds_no_media(node, media);
+}
+
 /// No source, ladder or job work is left in a node's own media dir.
 pub fn assert_holds_no_media(node: &str, media: &Path) {
     for sub in ["sources", "hls", "tmp", "uploads"] {
@@ -95,8 +111,8 @@ async fn an_api_node_and_a_worker_that_share_only_the_database_and_the_bucket_ru
         "the source as uploaded"
     );
     assert_no_multipart_uploads(&s3).await;
-    assert_holds_no_media("API node", &api_dir);
-    assert_holds_no_media("worker", &worker_dir);
+    wait_holds_no_media("API node", &api_dir).await;
+    wait_holds_no_media("worker", &worker_dir).await;
 
     // Delete on the API node: nothing of the video is left anywhere.
     assert_eq!(api.delete(&id).await, 204);

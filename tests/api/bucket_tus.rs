@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use crate::bucket::{BUCKET, assert_no_local_media, assert_no_multipart_uploads, bucket_app};
-use crate::bucket_scale::assert_holds_no_media;
+use crate::bucket_scale::wait_holds_no_media;
 use crate::fixtures;
 use crate::helpers::{DEADLINE, TestApp, postgres_database, postgres_url, wait_until};
 use crate::s3::S3Server;
@@ -243,8 +243,8 @@ async fn an_upload_begun_on_one_api_node_continues_on_another_through_a_cut_conn
         Vec::<String>::new()
     );
     assert_no_multipart_uploads(s3).await;
-    assert_holds_no_media("node A", &a.media);
-    assert_holds_no_media("node B", &b.media);
+    wait_holds_no_media("node A", &a.media).await;
+    wait_holds_no_media("node B", &b.media).await;
     assert_eq!(b.delete(&id).await, 204);
     assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
 }
@@ -309,8 +309,8 @@ async fn chunks_stored_but_never_recorded_are_stepped_around() {
         "the stray chunk went with the others"
     );
     b.wait_for(&id, "ready").await;
-    assert_holds_no_media("node A", &a.media);
-    assert_holds_no_media("node B", &b.media);
+    wait_holds_no_media("node A", &a.media).await;
+    wait_holds_no_media("node B", &b.media).await;
 }
 
 /// Polls `HEAD` on `app` until the offset reaches `at_least`; returns it.

@@ -362,13 +362,22 @@ pub async fn wait_for_outcomes(app: &TestApp, accepted: &[Accepted<'_>]) {
 /// one publish timed in `reel_ladder_publish_seconds{store}` per ready member.
 pub async fn assert_clean_end(app: &TestApp, accepted: &[Accepted<'_>], store: &str) {
     assert!(!app.logs().contains("panicked"), "no panic in the server");
-    let tmp = app.files_in("tmp");
-    assert!(tmp.is_empty(), "tmp/ holds {tmp:?}");
+    // A job's work folder goes (and its publish is observed) just after its status changes.
+    crate::helpers::wait_until(
+        "nothing left in tmp/",
+        crate::helpers::DEADLINE,
+        async || app.files_in("tmp").is_empty(),
+    )
+    .await;
     let ready = accepted
         .iter()
         .filter(|m| *m.expected == Expected::Ready)
         .count();
     let series = format!("reel_ladder_publish_seconds_count{{store=\"{store}\"}}");
+    crate::helpers::wait_until(&series, crate::helpers::DEADLINE, async || {
+        app.metric(&series).await >= ready as f64
+    })
+    .await;
     assert_eq!(app.metric(&series).await, ready as f64, "{series}");
 }
 

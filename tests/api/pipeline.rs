@@ -219,11 +219,13 @@ async fn a_raw_upload_streams_progress_until_ready_and_publishes_an_aligned_ladd
     assert_eq!(segment.status(), 206);
     assert_eq!(segment.headers()["content-type"], "video/iso.segment");
     assert_eq!(segment.bytes().await.expect("body").len(), 100);
-    assert!(
-        app.files_in("tmp").is_empty(),
-        "nothing left in tmp/: {:?}",
-        app.files_in("tmp")
-    );
+    // The job's work folder goes just after the `ready` commit.
+    crate::helpers::wait_until(
+        "nothing left in tmp/",
+        crate::helpers::DEADLINE,
+        async || app.files_in("tmp").is_empty(),
+    )
+    .await;
 }
 
 #[tokio::test]

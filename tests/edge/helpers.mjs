@@ -149,6 +149,13 @@ export function listFiles(dir) {
  * `accelRedirect: false` for a reel with no nginx in front.
  * Returns { url, port, host, mediaDir, log, child, stop() }.
  */
+/** A fresh database on the PostgreSQL cluster at `adminUrl` (scripts/pg-cluster); its URL. */
+export function createDatabase(adminUrl, name) {
+  const result = spawnSync('psql', [adminUrl, '-qc', `CREATE DATABASE ${name}`], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`CREATE DATABASE: ${result.stderr}`);
+  return `${adminUrl.slice(0, adminUrl.lastIndexOf('/'))}/${name}`;
+}
+
 export async function startReel({
   mediaDir = tempDir('media'),
   host = '127.0.0.1',

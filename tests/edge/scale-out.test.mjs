@@ -3,13 +3,12 @@
 // Needs the throwaway cluster scripts/test starts (REEL_TEST_POSTGRES_URL).
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import {
-  getJson, listFiles, makeClip, readEvents, request, startNginx, startReel, tempDir, upload, waitForStatus,
+  createDatabase, getJson, listFiles, makeClip, readEvents, request, startNginx, startReel, tempDir, upload, waitForStatus,
 } from './helpers.mjs';
 
 const ADMIN_URL = process.env.REEL_TEST_POSTGRES_URL;
@@ -21,20 +20,13 @@ let edge;
 let clip;
 let longClip;
 
-/** A fresh database on the test cluster; its URL. */
-function createDatabase(name) {
-  const result = spawnSync('psql', [ADMIN_URL, '-qc', `CREATE DATABASE ${name}`], { encoding: 'utf8' });
-  if (result.status !== 0) throw new Error(`CREATE DATABASE: ${result.stderr}`);
-  return `${ADMIN_URL.slice(0, ADMIN_URL.lastIndexOf('/'))}/${name}`;
-}
-
 before(async () => {
   assert.ok(ADMIN_URL, 'REEL_TEST_POSTGRES_URL is set by scripts/test (scripts/pg-cluster start)');
   work = tempDir('scale-out');
   clip = makeClip(work, { seconds: 3 });
   longClip = makeClip(work, { seconds: 20, name: 'long.mp4' });
   const mediaDir = path.join(work, 'media');
-  const database = createDatabase(`edge_${process.pid}_${Date.now()}`);
+  const database = createDatabase(ADMIN_URL, `edge_${process.pid}_${Date.now()}`);
   const shared = ['--database-url', database, '--lease-secs', '5'];
   nodes = [
     await startReel({ mediaDir, encoders: 0, extraArgs: shared }),
