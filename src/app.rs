@@ -363,6 +363,21 @@ fn background_tasks(
                 }
             }
         }));
+    } else if media.kind() == "bucket" {
+        // One node: its start swept everything; a multipart upload the bucket created after
+        // reel gave up waiting for it would otherwise wait for the next start.
+        let media = media.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(JANITOR_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let aborted = recovery::sweep_idle_uploads(media.as_ref()).await;
+                if aborted > 0 {
+                    info!(aborted, "idle multipart uploads aborted");
+                }
+            }
+        }));
     }
     tasks
 }

@@ -19,6 +19,14 @@ use crate::store::{Repair, Store, StoreError};
 /// On a shared volume, files this young may belong to an upload another node is filing.
 const FOREIGN_GRACE: Duration = Duration::from_secs(15 * 60);
 
+/// Aborts the multipart uploads (a bucket's) fed nothing for [`FOREIGN_GRACE`]: what a
+/// creation the bucket finished after reel gave up on it left. Returns how many. A single
+/// node runs it periodically (its start-up sweep takes the rest); shared nodes have the
+/// janitor's [`reconcile`].
+pub async fn sweep_idle_uploads(media: &dyn MediaStore) -> usize {
+    media.sweep_stale_uploads(false, FOREIGN_GRACE).await
+}
+
 /// What one reconciliation did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
