@@ -276,12 +276,20 @@ impl Appender {
         }
     }
 
-    /// Syncs what was handed over; returns the new durable offset. Not for checksummed
-    /// requests, whose bytes count only once verified (see [`Appender::finish`]).
+    /// Makes what was handed over durable and returns the new durable offset: a partial file
+    /// is synced whole; chunk objects count once stored, and the bytes still gathered for the
+    /// next full chunk wait for it or for the request's end (so a slow client's upload is
+    /// not cut into a small object per checkpoint). Not for checksummed requests, whose
+    /// bytes count only once verified (see [`Appender::finish`]).
     pub async fn checkpoint(&mut self) -> Result<u64, TusError> {
         if self.checksum.is_none() && self.durable < self.offset {
-            self.sync().await?;
-            self.durable = self.offset;
+            self.durable = match &mut self.writer {
+                Writer::Disk(_) => {
+                    self.sync().await?;
+                    self.offset
+                }
+                Writer::Chunks(writer) => writer.settle().await.map_err(UploadError::from)?,
+            };
         }
         Ok(self.durable)
     }

@@ -161,6 +161,49 @@ async fn a_resumable_upload_that_meets_the_bucket_away_keeps_what_was_stored_for
     assert_no_multipart_uploads(&s3).await;
 }
 
+#[tokio::test]
+#[ignore = "needs an S3 server (moto): scripts/test runs it"]
+async fn a_slow_request_records_its_offset_as_full_chunks_are_stored() {
+    let (s3, app) = bucket_app("tus-slow", &[]).await;
+    let data = padded_clip(12 * MIB);
+    let url = created(&app, data.len() as u64).await;
+    // 9 MiB at once (one full chunk is stored), then 64 KiB a second: the checkpoint that
+    // falls 5 s into the request, while bytes still flow, records what is stored by then.
+    let (tx, request) = streaming_patch(&app, &url, 0);
+    send_in_mib(&tx, &data[..9 * MIB]).await;
+    let mut sent = 9 * MIB;
+    for _ in 0..7 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let piece = data[sent..sent + 64 * 1024].to_vec();
+        tx.send(Ok(piece)).await.expect("the server reads the body");
+        sent += 64 * 1024;
+    }
+    // Mid-request, the offset is where the stored chunks end: one full chunk, not the bytes
+    // gathered for the next.
+    let full = 8 * MIB as u64;
+    assert_eq!(offset_of(&app, &url).await, full);
+    drop(tx);
+    let answered = request.await.expect("join").expect("PATCH");
+    assert_eq!(answered.status(), 204);
+    let end = sent as u64;
+    assert_eq!(offset_of(&app, &url).await, end);
+    let stored = chunks(&s3, "tus-slow", &url).await;
+    assert_eq!(stored, [0..full, full..end], "no sliver per checkpoint");
+
+    let last = patch(&app, &url, end, data[sent..].to_vec(), &[])
+        .await
+        .expect("PATCH");
+    assert_eq!(last.status(), 204);
+    let id = video_of(&last);
+    assert_eq!(
+        s3.object(BUCKET, &format!("tus-slow/sources/{id}")).await,
+        data
+    );
+    app.wait_for(&id, "ready").await;
+    assert_eq!(app.delete(&id).await, 204);
+    assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
+}
+
 /// Two API nodes (`reel serve`, each its own media dir) sharing only the PostgreSQL database
 /// and the bucket; the second also encodes.
 struct TwoNodes {

@@ -5,9 +5,10 @@
 //! A request gathers its body into chunks of [`CHUNK_SIZE`], each stored by one PUT as
 //! `start..end` of the upload, with at most [`CHUNKS_IN_FLIGHT`] being sent while the next
 //! fills: `CHUNK_SIZE × (CHUNKS_IN_FLIGHT + 1)` = 40 MiB of body per request at most. A
-//! checkpoint (and the end of a request, cut short or not) stores what is gathered as a
-//! shorter chunk and waits for every PUT; only then is the offset recorded, so the offset a
-//! client is told is always covered by stored chunks.
+//! checkpoint waits for the chunks sent and records the offset they reach; the end of a
+//! request, cut short or not, also stores what is gathered as a shorter chunk. The offset a
+//! client is told is always covered by stored chunks, and a slow client's upload is still
+//! made of full chunks but for each request's last.
 //!
 //! A request that dies may leave chunks it never recorded, which can overlap the ones the
 //! next request writes. The upload's bytes are therefore read along a [`chain`]: chunks that
@@ -189,6 +190,13 @@ impl ChunkWriter {
             self.send().await?;
         }
         self.drain_to(0).await
+    }
+
+    /// Waits for every chunk sent; returns the offset up to which the upload's bytes are
+    /// then stored (the bytes gathered for the next chunk are not).
+    pub async fn settle(&mut self) -> Result<u64, MediaError> {
+        self.drain_to(0).await?;
+        Ok(self.start)
     }
 
     async fn send(&mut self) -> Result<(), MediaError> {
