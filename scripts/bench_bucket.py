@@ -163,6 +163,13 @@ def broken_fetch(cfg, R, work, Reel, flags, port, mode):
            f"(object_store, same ETag), the job requeued {requeued} time(s)")
 
 
+def delete_video(reel, video):
+    conn = reel.conn()
+    conn.request("DELETE", f"/api/v1/videos/{video}")
+    conn.getresponse().read()
+    conn.close()
+
+
 def tus_upload(reel, blob, tus_js):
     """tus-js-client into `reel`; returns (seconds, video id or None)."""
     t = time.time()
@@ -208,10 +215,7 @@ def scenario(cfg, R, work, Reel, Sampler, median, retarget, tus_js):
             res["reel"].append(secs)
             if samp.peak_self is not None and before is not None:
                 res["rss"].append((samp.peak_self - before) / 1024)
-            conn = bucket.conn()
-            conn.request("DELETE", f"/api/v1/videos/{body['id']}")
-            conn.getresponse().read()
-            conn.close()
+            delete_video(bucket, body["id"])
             before = rss_kib(bucket.pid)
             samp = Sampler(bucket.pid, tree=False)
             samp.start()
@@ -223,10 +227,7 @@ def scenario(cfg, R, work, Reel, Sampler, median, retarget, tus_js):
                 res["tus"].append(secs)
                 if samp.peak_self is not None and before is not None:
                     res["tus_rss"].append((samp.peak_self - before) / 1024)
-                conn = bucket.conn()
-                conn.request("DELETE", f"/api/v1/videos/{video}")
-                conn.getresponse().read()
-                conn.close()
+                delete_video(bucket, video)
             t = time.time()
             put = subprocess.run([os.path.join(MOTO_BIN, "python"), "-c", BOTO_PUT, endpoint,
                                   cfg.blob, f"plain/{run}"], capture_output=True, text=True)

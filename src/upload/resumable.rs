@@ -151,47 +151,28 @@ impl Appender {
         limits: UploadLimits,
     ) -> Result<Self, TusError> {
         let path = partial_path(media.as_ref(), name);
-        if media.keeps_upload_chunks() {
-            let head = match (container, offset) {
-                (None, 1..) => {
-                    let len = SNIFF_LEN.min(usize::try_from(offset).unwrap_or(SNIFF_LEN));
-                    chunks::read_head(media, name, offset, len).await?
-                }
-                (_, 1..) => {
-                    chunks::stored_chain(media, name, offset).await?;
-                    Vec::new()
-                }
-                (_, 0) => Vec::new(),
+        let want_head = container.is_none() && offset > 0;
+        let (writer, head, work) = if media.keeps_upload_chunks() {
+            let (writer, head) = chunks::open(media, name, offset, want_head).await?;
+            (Writer::Chunks(writer), head, None)
+        } else {
+            let opened = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || open_at(&path, offset, want_head)).await
+            }
+            .map_err(|join| io_error(&path)(io::Error::other(join)))?;
+            let (file, head) = match opened {
+                Ok(Some(opened)) => opened,
+                Ok(None) => return Err(TusError::Lost),
+                Err(error) => return Err(io_error(&path)(error).into()),
             };
-            return Ok(Self {
-                writer: Writer::Chunks(chunks::ChunkWriter::new(media.clone(), name, offset)),
-                path,
-                media: None,
-                limits,
-                length,
-                offset,
-                durable: offset,
-                head,
-                container,
-                checksum: checksum.map(|c| (Hasher::new(c.algorithm), c)),
-                next_space_check: offset + SPACE_CHECK_EVERY,
-            });
-        }
-        let opened = {
-            let path = path.clone();
-            let want_head = container.is_none() && offset > 0;
-            tokio::task::spawn_blocking(move || open_at(&path, offset, want_head)).await
-        }
-        .map_err(|join| io_error(&path)(io::Error::other(join)))?;
-        let (file, head) = match opened {
-            Ok(Some(opened)) => opened,
-            Ok(None) => return Err(TusError::Lost),
-            Err(error) => return Err(io_error(&path)(error).into()),
+            let writer = Writer::Disk(DiskWriter::start_at(file, offset));
+            (writer, head, Some(media.work().clone()))
         };
         Ok(Self {
-            writer: Writer::Disk(DiskWriter::start_at(file, offset)),
+            writer,
             path,
-            media: Some(media.work().clone()),
+            media: work,
             limits,
             length,
             offset,

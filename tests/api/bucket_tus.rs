@@ -5,15 +5,15 @@
 //! Ignored in the plain pass like [`crate::bucket`]; `scripts/test` runs them once.
 
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::bucket::{BUCKET, assert_no_local_media, assert_no_multipart_uploads, bucket_app};
 use crate::bucket_scale::wait_holds_no_media;
 use crate::fixtures;
 use crate::helpers::{DEADLINE, TestApp, postgres_database, postgres_url, wait_until};
 use crate::s3::S3Server;
-use crate::tus::{created, error_code, header, offset_of, patch};
-use crate::tus_faults::{send_in_mib, streaming_patch};
+use crate::tus::{created, error_code, header, offset_of, patch, terminate};
+use crate::tus_faults::{send_in_mib, streaming_patch, wait_for_offset};
 
 const MIB: usize = 1024 * 1024;
 
@@ -102,14 +102,7 @@ async fn a_resumable_upload_is_filed_into_the_bucket_once_complete() {
     let first = patch(&app, &url, 0, data[..half].to_vec(), &[]).await;
     assert_eq!(first.expect("PATCH").status(), 204);
     assert!(!chunks(&s3, "tus", &url).await.is_empty());
-    let terminated = app
-        .client
-        .delete(&url)
-        .header("Tus-Resumable", "1.0.0")
-        .send()
-        .await
-        .expect("DELETE");
-    assert_eq!(terminated.status(), 204);
+    assert_eq!(terminate(&app, &url).await.status(), 204);
     assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
 }
 
@@ -266,7 +259,7 @@ async fn an_upload_begun_on_one_api_node_continues_on_another_through_a_cut_conn
         .expect("the server reads the body");
     drop(tx);
     let _ = request.await;
-    let offset = wait_for_offset(a, &url_a, 101).await;
+    let offset = wait_for_offset(a, &url_a, 101, DEADLINE).await;
     assert!(offset <= (100 + 10 * MIB) as u64, "{offset}");
 
     // A finishes it; the video is the bytes sent, whichever node received them.
@@ -354,20 +347,4 @@ async fn chunks_stored_but_never_recorded_are_stepped_around() {
     b.wait_for(&id, "ready").await;
     wait_holds_no_media("node A", &a.media).await;
     wait_holds_no_media("node B", &b.media).await;
-}
-
-/// Polls `HEAD` on `app` until the offset reaches `at_least`; returns it.
-async fn wait_for_offset(app: &TestApp, url: &str, at_least: u64) -> u64 {
-    let started = Instant::now();
-    loop {
-        let offset = offset_of(app, url).await;
-        if offset >= at_least {
-            return offset;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "the offset stayed at {offset}, below {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -60,6 +60,16 @@ pub async fn patch(
     request.body(body).send().await
 }
 
+/// `DELETE` of an upload (termination).
+pub async fn terminate(app: &TestApp, url: &str) -> Response {
+    app.client
+        .delete(url)
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .expect("DELETE")
+}
+
 pub async fn head(app: &TestApp, url: &str) -> Response {
     app.client
         .head(url)

@@ -62,7 +62,7 @@ pub async fn send_in_mib(tx: &Sender, data: &[u8]) {
 }
 
 /// Polls `HEAD` until the offset reaches `at_least`; returns it.
-async fn wait_for_offset(app: &TestApp, url: &str, at_least: u64, within: Duration) -> u64 {
+pub async fn wait_for_offset(app: &TestApp, url: &str, at_least: u64, within: Duration) -> u64 {
     let started = Instant::now();
     loop {
         let offset = offset_of(app, url).await;

@@ -6,7 +6,7 @@ use sha1::Digest as _;
 
 use crate::fixtures;
 use crate::helpers::TestApp;
-use crate::tus::{UPLOADS, create, created, error_code, head, header, offset_of, patch};
+use crate::tus::{UPLOADS, create, created, error_code, head, header, offset_of, patch, terminate};
 
 fn b64(bytes: impl AsRef<[u8]>) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -86,14 +86,7 @@ async fn protocol_refusals_use_the_statuses_tus_names() {
     assert_eq!(offset_of(&app, &url).await, 0, "no refusal wrote anything");
 
     // Termination: 204, then the upload is gone with its file.
-    let response = app
-        .client
-        .delete(&url)
-        .header("Tus-Resumable", "1.0.0")
-        .send()
-        .await
-        .expect("DELETE");
-    assert_eq!(response.status(), 204);
+    assert_eq!(terminate(&app, &url).await.status(), 204);
     assert_eq!(head(&app, &url).await.status(), 404);
     assert!(app.files_in("uploads").is_empty());
 }

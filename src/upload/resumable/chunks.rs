@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 
 use crate::domain::VideoId;
 use crate::media::{Media, MediaError, Staging};
-use crate::upload::sniff::Container;
+use crate::upload::sniff::{Container, SNIFF_LEN};
 use crate::upload::tus::TusError;
 use crate::upload::{Received, UploadError};
 
@@ -87,9 +87,32 @@ pub async fn stored_chain(
     chain(&chunks, to).ok_or(TusError::Lost)
 }
 
+/// A request's writer for `upload` at `offset`, after checking that the stored chunks still
+/// reach it; with `want_head`, also the upload's first bytes (up to [`SNIFF_LEN`]) for
+/// sniffing a container not yet known.
+///
+/// Errors: [`TusError::Lost`] when the chunks no longer cover `offset`; the store's.
+pub async fn open(
+    media: &Media,
+    upload: &str,
+    offset: u64,
+    want_head: bool,
+) -> Result<(ChunkWriter, Vec<u8>), TusError> {
+    let head = if want_head {
+        let len = SNIFF_LEN.min(usize::try_from(offset).unwrap_or(SNIFF_LEN));
+        read_head(media, upload, offset, len).await?
+    } else {
+        if offset > 0 {
+            stored_chain(media, upload, offset).await?;
+        }
+        Vec::new()
+    };
+    Ok((ChunkWriter::new(media.clone(), upload, offset), head))
+}
+
 /// The first `len` bytes of `upload` (for sniffing a container not yet known), read along
 /// its chain up to `offset`.
-pub async fn read_head(
+async fn read_head(
     media: &Media,
     upload: &str,
     offset: u64,
