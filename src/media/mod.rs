@@ -95,6 +95,17 @@ impl MediaError {
         }
     }
 
+    /// True when the file or object asked for is not there.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Self::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            Self::Refused { source, .. } => {
+                matches!(source, object_store::Error::NotFound { .. })
+            }
+            Self::Prepare { .. } | Self::Unavailable { .. } | Self::Fenced => false,
+        }
+    }
+
     /// True when trying again later may succeed (the bucket was away).
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
@@ -275,17 +286,33 @@ pub trait MediaStore: Send + Sync + std::fmt::Debug {
         false
     }
     /// Stores bytes `start..start + len` of resumable upload `upload` as one chunk object
-    /// (`parts` concatenated), visible whole or not at all.
+    /// (`parts` concatenated), visible whole or not at all. With `unverified` (a request's
+    /// tag), the chunk is kept aside, never listed by [`MediaStore::upload_chunks`], until
+    /// [`MediaStore::promote_upload_chunk`]: the bytes of a request with a checksum count
+    /// only once it matched.
     async fn put_upload_chunk(
         &self,
         upload: &str,
         start: u64,
         parts: Vec<Bytes>,
+        unverified: Option<&str>,
     ) -> Result<(), MediaError> {
-        let _ = (upload, start, parts);
+        let _ = (upload, start, parts, unverified);
         Err(MediaError::io(Path::new("uploads"))(std::io::Error::other(
             "this store keeps resumable uploads in a partial file",
         )))
+    }
+    /// Makes an unverified chunk (tag `unverified`) one of the upload's chunks, or, when
+    /// `keep` is false, deletes it.
+    async fn promote_upload_chunk(
+        &self,
+        upload: &str,
+        chunk: Range<u64>,
+        unverified: &str,
+        keep: bool,
+    ) -> Result<(), MediaError> {
+        let _ = (upload, chunk, unverified, keep);
+        Ok(())
     }
     /// The byte ranges of the chunk objects stored for `upload` (in no particular order;
     /// a chunk a request wrote and never recorded may overlap others).

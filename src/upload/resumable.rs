@@ -153,7 +153,8 @@ impl Appender {
         let path = partial_path(media.as_ref(), name);
         let want_head = container.is_none() && offset > 0;
         let (writer, head, work) = if media.keeps_upload_chunks() {
-            let (writer, head) = chunks::open(media, name, offset, want_head).await?;
+            let (writer, head) =
+                chunks::open(media, name, offset, want_head, checksum.is_some()).await?;
             (Writer::Chunks(writer), head, None)
         } else {
             let opened = {
@@ -285,13 +286,17 @@ impl Appender {
         if self.container.is_none() && self.offset == self.length {
             self.container = Some(sniff(&self.head).ok_or(UploadError::NotAVideo)?);
         }
-        if let Some((hasher, expected)) = self.checksum.take() {
+        if let Some((hasher, expected)) = self.checksum.take()
+            && !(complete_body && hasher.matches(&expected))
+        {
+            // Nothing of this request counts: a bucket's chunks of it, kept aside, go.
+            if let Writer::Chunks(writer) = &mut self.writer {
+                writer.verified(false).await.map_err(UploadError::from)?;
+            }
             if !complete_body {
                 return Ok(self.appended_at(self.durable));
             }
-            if !hasher.matches(&expected) {
-                return Err(TusError::ChecksumMismatch);
-            }
+            return Err(TusError::ChecksumMismatch);
         }
         let appended = self.appended_at(self.offset);
         match self.writer {
@@ -299,7 +304,10 @@ impl Appender {
                 .finish()
                 .await
                 .map_err(|e| TusError::from(io_error(&self.path)(e)))?,
-            Writer::Chunks(mut writer) => writer.sync().await.map_err(UploadError::from)?,
+            Writer::Chunks(mut writer) => {
+                writer.sync().await.map_err(UploadError::from)?;
+                writer.verified(true).await.map_err(UploadError::from)?;
+            }
         }
         Ok(appended)
     }

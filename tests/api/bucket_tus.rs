@@ -1,25 +1,23 @@
 //! Resumable uploads on a bucket: the bytes of an upload in progress are chunk objects below
-//! `<prefix>/uploads/<upload>/` (`upload::resumable::chunks`), so any API node continues an
-//! upload another began, a node keeps nothing of it, and what a killed node stored but never
-//! recorded is stepped around. Once filed, only the source is left.
+//! `<prefix>/uploads/<upload>/` (`upload::resumable::chunks`), a node keeps nothing of it,
+//! and once filed, only the source is left. Across two API nodes: `bucket_tus_nodes`.
 //! Ignored in the plain pass like [`crate::bucket`]; `scripts/test` runs them once.
 
 use std::ops::Range;
 use std::time::Duration;
 
 use crate::bucket::{BUCKET, assert_no_local_media, assert_no_multipart_uploads, bucket_app};
-use crate::bucket_scale::wait_holds_no_media;
 use crate::fixtures;
-use crate::helpers::{DEADLINE, TestApp, postgres_database, postgres_url, wait_until};
+use crate::helpers::TestApp;
 use crate::s3::S3Server;
 use crate::tus::{created, error_code, header, offset_of, patch, terminate};
-use crate::tus_faults::{send_in_mib, streaming_patch, wait_for_offset};
+use crate::tus_faults::{send_in_mib, streaming_patch};
 
-const MIB: usize = 1024 * 1024;
+pub const MIB: usize = 1024 * 1024;
 
 /// The standard clip padded with zeros to `size` bytes (ffmpeg ignores what follows the
 /// last box), so an upload spans several chunk objects.
-fn padded_clip(size: usize) -> Vec<u8> {
+pub fn padded_clip(size: usize) -> Vec<u8> {
     let mut data = std::fs::read(fixtures::standard()).expect("fixture");
     assert!(data.len() < size);
     data.resize(size, 0);
@@ -27,7 +25,7 @@ fn padded_clip(size: usize) -> Vec<u8> {
 }
 
 /// The byte ranges of the chunk objects stored for the upload at `url`.
-async fn chunks(s3: &S3Server, prefix: &str, url: &str) -> Vec<Range<u64>> {
+pub async fn chunks(s3: &S3Server, prefix: &str, url: &str) -> Vec<Range<u64>> {
     let upload = url.rsplit('/').next().expect("upload id");
     let below = format!("{prefix}/uploads/{upload}/");
     let mut ranges: Vec<Range<u64>> = s3
@@ -44,7 +42,7 @@ async fn chunks(s3: &S3Server, prefix: &str, url: &str) -> Vec<Range<u64>> {
     ranges
 }
 
-fn video_of(response: &reqwest::Response) -> String {
+pub fn video_of(response: &reqwest::Response) -> String {
     let video = header(response, "x-reel-video").expect("the video");
     video.rsplit('/').next().expect("id").to_owned()
 }
@@ -197,154 +195,88 @@ async fn a_slow_request_records_its_offset_as_full_chunks_are_stored() {
     assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
 }
 
-/// Two API nodes (`reel serve`, each its own media dir) sharing only the PostgreSQL database
-/// and the bucket; the second also encodes.
-struct TwoNodes {
-    s3: S3Server,
-    a: TestApp,
-    b: TestApp,
-}
-
-impl TwoNodes {
-    async fn start(prefix: &str) -> Self {
-        let admin = postgres_url().expect(
-            "this spec needs REEL_TEST_POSTGRES_URL (and REEL_TEST_ENGINE=postgres): run it through scripts/test",
-        );
-        let s3 = S3Server::start();
-        s3.create_bucket(BUCKET).await;
-        let a_media = tempfile::tempdir().expect("node A's media dir");
-        let b_media = tempfile::tempdir().expect("node B's media dir");
-        let database = postgres_database(&admin, &a_media.path().to_string_lossy());
-        let mut shared = s3.flags(BUCKET, prefix);
-        shared.extend(["--database-url".to_owned(), database]);
-        let shared: Vec<&str> = shared.iter().map(String::as_str).collect();
-        let mut a_flags = shared.clone();
-        a_flags.extend(["--encoders", "0"]);
-        let a_dir = a_media.path().to_path_buf();
-        let a = TestApp::start("serve", &a_dir, &a_flags, vec![a_media]);
-        let b_dir = b_media.path().to_path_buf();
-        let b = TestApp::start("serve", &b_dir, &shared, vec![b_media]);
-        Self { s3, a, b }
-    }
-
-    /// The same upload's URL on node `to`.
-    fn on(&self, to: &TestApp, url: &str) -> String {
-        let path = url
-            .strip_prefix(&self.a.url(""))
-            .or_else(|| url.strip_prefix(&self.b.url("")))
-            .expect("a node's URL");
-        to.url(path)
-    }
-}
-
 #[tokio::test]
-#[ignore = "needs PostgreSQL and an S3 server (moto): scripts/test runs it"]
-async fn an_upload_begun_on_one_api_node_continues_on_another_through_a_cut_connection() {
-    let nodes = TwoNodes::start("tus-nodes").await;
-    let (a, b) = (&nodes.a, &nodes.b);
-    let data = padded_clip(20 * MIB);
-    let url_a = created(a, data.len() as u64).await;
-    let url_b = nodes.on(b, &url_a);
-
-    // 100 bytes on A: too few to know the container, so B reads them back from the bucket.
-    let first = patch(a, &url_a, 0, data[..100].to_vec(), &[]).await;
-    assert_eq!(first.expect("PATCH").status(), 204);
-    assert_eq!(offset_of(b, &url_b).await, 100);
-
-    // B receives 10 MiB more, then the connection is cut: what B received is kept.
-    let (tx, request) = streaming_patch(b, &url_b, 100);
-    send_in_mib(&tx, &data[100..100 + 10 * MIB]).await;
-    tx.send(Err(std::io::Error::other("cut")))
-        .await
-        .expect("the server reads the body");
-    drop(tx);
-    let _ = request.await;
-    let offset = wait_for_offset(a, &url_a, 101, DEADLINE).await;
-    assert!(offset <= (100 + 10 * MIB) as u64, "{offset}");
-
-    // A finishes it; the video is the bytes sent, whichever node received them.
-    let last = patch(a, &url_a, offset, data[offset as usize..].to_vec(), &[])
+#[ignore = "needs an S3 server (moto): scripts/test runs it"]
+async fn a_filing_that_outlasts_the_locks_lease_files_the_upload_once() {
+    // A request to the bucket may wait 25 s for an answer (longer than the lock's 15 s lease).
+    let s3 = S3Server::start();
+    s3.create_bucket(BUCKET).await;
+    let mut flags = s3.flags(BUCKET, "tus-long");
+    for (flag, value) in [("--s3-timeout-secs", "25"), ("--lease-secs", "60")] {
+        let at = flags.iter().position(|f| f == flag).expect(flag);
+        flags[at + 1] = value.to_owned();
+    }
+    flags.extend(["--encoders", "0", "--queue-capacity", "1"].map(str::to_owned));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let app = TestApp::spawn(&flags);
+    let data = std::fs::read(fixtures::standard()).expect("fixture");
+    let url = created(&app, data.len() as u64).await;
+    // Every byte is stored, but the queue is full when the last one arrives: not filed yet.
+    let queued = app.upload_id(&fixtures::tiny()).await;
+    let refused = patch(&app, &url, 0, data.clone(), &[])
         .await
         .expect("PATCH");
-    assert_eq!(last.status(), 204);
-    let id = video_of(&last);
-    a.wait_for(&id, "ready").await;
-    let s3 = &nodes.s3;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(error_code(refused).await, "queue_full");
+    assert_eq!(app.delete(&queued).await, 204);
+
+    // The retry's filing meets a bucket that does not answer for longer than the lock's
+    // 15 s lease.
+    s3.pause();
+    let first = tokio::spawn({
+        let (client, url) = (app.client.clone(), url.clone());
+        let length = data.len().to_string();
+        async move {
+            client
+                .patch(&url)
+                .header("Tus-Resumable", "1.0.0")
+                .header("Upload-Offset", length)
+                .header("Content-Type", "application/offset+octet-stream")
+                .send()
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    // Another try meanwhile (a client whose final request timed out) finds the upload still
+    // being filed: the lock was renewed, so it does not file it a second time.
+    let second = patch(&app, &url, data.len() as u64, Vec::new(), &[])
+        .await
+        .expect("PATCH");
     assert_eq!(
-        s3.object(BUCKET, &format!("tus-nodes/sources/{id}")).await,
+        second.status(),
+        423,
+        "the first filing still holds the upload"
+    );
+    s3.resume();
+    let first = first.await.expect("join").expect("PATCH");
+    assert_eq!(first.status(), 204);
+    let id = video_of(&first);
+    let (_, list) = app.get_json("/api/v1/videos").await;
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(1),
+        "one video: {list}"
+    );
+    assert_eq!(
+        s3.object(BUCKET, &format!("tus-long/sources/{id}")).await,
         data
     );
     assert_eq!(
-        s3.keys(BUCKET, "tus-nodes/uploads/").await,
+        s3.keys(BUCKET, "tus-long/uploads/").await,
         Vec::<String>::new()
     );
-    assert_no_multipart_uploads(s3).await;
-    wait_holds_no_media("node A", &a.media).await;
-    wait_holds_no_media("node B", &b.media).await;
-    assert_eq!(b.delete(&id).await, 204);
+    let again = head_video(&app, &url).await;
+    assert_eq!(
+        again.as_deref(),
+        Some(format!("/api/v1/videos/{id}").as_str())
+    );
+    assert_eq!(app.delete(&id).await, 204);
     assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
+    assert_no_multipart_uploads(&s3).await;
 }
 
-#[tokio::test]
-#[ignore = "needs PostgreSQL and an S3 server (moto): scripts/test runs it"]
-async fn chunks_stored_but_never_recorded_are_stepped_around() {
-    let nodes = TwoNodes::start("tus-stray").await;
-    let (a, b, s3) = (&nodes.a, &nodes.b, &nodes.s3);
-    let data = padded_clip(20 * MIB);
-    let url_a = created(a, data.len() as u64).await;
-    let url_b = nodes.on(b, &url_a);
-    let first = patch(a, &url_a, 0, data[..4096].to_vec(), &[]).await;
-    assert_eq!(first.expect("PATCH").status(), 204);
-
-    // A request on B whose bytes are not the upload's and fail their checksum: a full chunk
-    // of them was stored while the body came in, and is never recorded.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let request = tokio::spawn(
-        b.client
-            .patch(&url_b)
-            .header("Tus-Resumable", "1.0.0")
-            .header("Upload-Offset", "4096")
-            .header("Upload-Checksum", "sha1 AAAAAAAAAAAAAAAAAAAAAAAAAAA=")
-            .header("Content-Type", "application/offset+octet-stream")
-            .body(reqwest::Body::wrap_stream(
-                tokio_stream::wrappers::ReceiverStream::new(rx),
-            ))
-            .send(),
-    );
-    send_in_mib(&tx, &vec![0xEE; 9 * MIB]).await;
-    let stray = 4096..(4096 + 8 * MIB) as u64;
-    wait_until("B's first chunk in the bucket", DEADLINE, async || {
-        chunks(s3, "tus-stray", &url_a).await.contains(&stray)
-    })
-    .await;
-    drop(tx);
-    let refused = request.await.expect("join").expect("an answer");
-    assert_eq!(refused.status(), 460, "checksum mismatch");
-    assert_eq!(offset_of(a, &url_a).await, 4096, "nothing of it counts");
-
-    // A continues in two requests, so its chunks start elsewhere than the stray one: the
-    // stray chunk leads nowhere the upload goes and is not used.
-    let split = 2 * MIB;
-    let middle = patch(a, &url_a, 4096, data[4096..split].to_vec(), &[]).await;
-    assert_eq!(middle.expect("PATCH").status(), 204);
-    let stored = chunks(s3, "tus-stray", &url_a).await;
-    assert!(stored.contains(&stray), "{stored:?}");
-    let last = patch(a, &url_a, split as u64, data[split..].to_vec(), &[])
-        .await
-        .expect("PATCH");
-    assert_eq!(last.status(), 204);
-    let id = video_of(&last);
-    assert_eq!(
-        s3.object(BUCKET, &format!("tus-stray/sources/{id}")).await,
-        data,
-        "the source holds the upload's bytes, not the stray chunk's"
-    );
-    assert_eq!(
-        s3.keys(BUCKET, "tus-stray/uploads/").await,
-        Vec::<String>::new(),
-        "the stray chunk went with the others"
-    );
-    b.wait_for(&id, "ready").await;
-    wait_holds_no_media("node A", &a.media).await;
-    wait_holds_no_media("node B", &b.media).await;
+/// The video an upload's `HEAD` names (`X-Reel-Video`), once filed.
+async fn head_video(app: &TestApp, url: &str) -> Option<String> {
+    let response = crate::tus::head(app, url).await;
+    header(&response, "x-reel-video").map(str::to_owned)
 }

@@ -10,6 +10,7 @@ mod bucket_live;
 mod bucket_refusals;
 mod bucket_scale;
 mod bucket_tus;
+mod bucket_tus_nodes;
 mod cli;
 mod contract;
 mod corpus;

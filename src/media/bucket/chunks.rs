@@ -1,6 +1,8 @@
 //! Resumable uploads in the bucket: each request's durable bytes are chunk objects
 //! `uploads/<upload>/<start>-<end>` (offsets zero-padded to 20 digits, so keys sort by start),
-//! written whole by one PUT each. Any node can continue an upload another began, and the one
+//! written whole by one PUT each. A request with a checksum writes
+//! `<start>-<end>.unverified-<tag>` instead (a name that is not a chunk's), copied to the
+//! chunk's name within the bucket once the checksum matched. Any node can continue an upload another began, and the one
 //! that receives the last byte concatenates the chunks into the source
 //! (`crate::upload::resumable::chunks`).
 
@@ -9,7 +11,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::{BucketStore, mapped};
 use crate::media::{ByteStream, MediaError};
@@ -19,11 +21,12 @@ impl BucketStore {
         self.key(&format!("uploads/{upload}"))
     }
 
-    fn chunk_key(&self, upload: &str, chunk: &Range<u64>) -> Key {
-        self.key(&format!(
-            "uploads/{upload}/{:020}-{:020}",
-            chunk.start, chunk.end
-        ))
+    fn chunk_key(&self, upload: &str, chunk: &Range<u64>, unverified: Option<&str>) -> Key {
+        let name = format!("{:020}-{:020}", chunk.start, chunk.end);
+        match unverified {
+            None => self.key(&format!("uploads/{upload}/{name}")),
+            Some(tag) => self.key(&format!("uploads/{upload}/{name}.unverified-{tag}")),
+        }
     }
 
     pub(super) async fn put_chunk(
@@ -31,10 +34,29 @@ impl BucketStore {
         upload: &str,
         start: u64,
         parts: Vec<Bytes>,
+        unverified: Option<&str>,
     ) -> Result<(), MediaError> {
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        let key = self.chunk_key(upload, &(start..start + len));
+        let key = self.chunk_key(upload, &(start..start + len), unverified);
         self.put(&key, PutPayload::from_iter(parts)).await
+    }
+
+    pub(super) async fn promote_chunk(
+        &self,
+        upload: &str,
+        chunk: Range<u64>,
+        unverified: &str,
+        keep: bool,
+    ) -> Result<(), MediaError> {
+        let aside = self.chunk_key(upload, &chunk, Some(unverified));
+        if keep {
+            let key = self.chunk_key(upload, &chunk, None);
+            self.store
+                .copy(&aside, &key)
+                .await
+                .map_err(|e| mapped(key.as_ref(), e))?;
+        }
+        self.delete(&aside).await
     }
 
     pub(super) async fn list_chunks(&self, upload: &str) -> Result<Vec<Range<u64>>, MediaError> {
@@ -59,7 +81,8 @@ impl BucketStore {
         chunk: Range<u64>,
     ) -> Result<ByteStream, MediaError> {
         let len = chunk.end - chunk.start;
-        self.read(self.chunk_key(upload, &chunk), 0, len).await
+        self.read(self.chunk_key(upload, &chunk, None), 0, len)
+            .await
     }
 
     pub(super) async fn remove_chunks(&self, upload: &str) -> Result<(), MediaError> {
@@ -103,5 +126,10 @@ mod tests {
         assert_eq!(parse_chunk_name("7-7"), None, "empty");
         assert_eq!(parse_chunk_name("x-9"), None);
         assert_eq!(parse_chunk_name("12"), None);
+        assert_eq!(
+            parse_chunk_name("00000000000000000000-00000000000000008192.unverified-ab12"),
+            None,
+            "kept aside until its checksum matched"
+        );
     }
 }

@@ -380,8 +380,19 @@ impl MediaStore for BucketStore {
         upload: &str,
         start: u64,
         parts: Vec<Bytes>,
+        unverified: Option<&str>,
     ) -> Result<(), MediaError> {
-        self.put_chunk(upload, start, parts).await
+        self.put_chunk(upload, start, parts, unverified).await
+    }
+
+    async fn promote_upload_chunk(
+        &self,
+        upload: &str,
+        chunk: Range<u64>,
+        unverified: &str,
+        keep: bool,
+    ) -> Result<(), MediaError> {
+        self.promote_chunk(upload, chunk, unverified, keep).await
     }
 
     async fn upload_chunks(&self, upload: &str) -> Result<Vec<Range<u64>>, MediaError> {

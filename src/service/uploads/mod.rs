@@ -285,7 +285,7 @@ impl Service {
     }
 
     /// Removes expired uploads with their bytes, and bytes (partial files, chunk objects) left
-    /// without a row by a crash.
+    /// without a row by a crash or after their upload was filed.
     /// Returns how many uploads went.
     pub async fn sweep_uploads(&self) -> Result<usize> {
         let mut removed = 0;
@@ -309,8 +309,14 @@ impl Service {
         names.sort_unstable();
         names.dedup();
         for name in names {
+            // Bytes of no upload, or of one already filed (a request cut off from its
+            // lock may have stored some after the filing removed the rest).
             let orphan = match name.parse::<UploadId>() {
-                Ok(id) => !self.store.upload_exists(id).await?,
+                Ok(id) => self
+                    .store
+                    .upload(id)
+                    .await?
+                    .is_none_or(|upload| upload.video.is_some()),
                 Err(_) => true,
             };
             if orphan {

@@ -2,6 +2,8 @@
 //! bucket), the durable offset into
 //! the row (which also renews the lease), and the last byte through the plain upload's filing.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,7 +14,7 @@ use super::{Append, CHECKPOINT_BYTES, CHECKPOINT_EVERY, LOCK_LEASE, UploadStatus
 use crate::auth::Caller;
 use crate::domain::{Millis, Video};
 use crate::service::{Result, Service, ServiceError, UploadMeta};
-use crate::store::{Upload, UploadLock};
+use crate::store::{Store, Upload, UploadLock};
 use crate::upload::resumable::{self, Appended, Appender};
 use crate::upload::tus::TusError;
 use crate::upload::{self, UploadError};
@@ -212,12 +214,22 @@ impl Service {
         if kept {
             return Ok(());
         }
-        if self.store.upload_exists(upload.id).await? {
-            Err(TusError::Locked.into())
-        } else {
-            // Terminated while this request wrote: its file may have been made again.
-            resumable::remove(&self.media, &upload.id.to_string()).await?;
-            Err(TusError::NotFound.into())
+        self.lost_lock(upload).await
+    }
+
+    /// The error for a request that lost its upload's lock. The bytes it may have written
+    /// after that are removed when nothing needs them any more: the upload was terminated
+    /// (its file may have been made again) or filed by the request that took over.
+    async fn lost_lock<T>(&self, upload: &Upload) -> Result<T> {
+        match self.store.upload(upload.id).await? {
+            Some(row) if row.video.is_none() => Err(TusError::Locked.into()),
+            row => {
+                resumable::remove(&self.media, &upload.id.to_string()).await?;
+                match row {
+                    Some(_) => Err(TusError::Locked.into()),
+                    None => Err(TusError::NotFound.into()),
+                }
+            }
         }
     }
 
@@ -248,8 +260,28 @@ impl Service {
         };
         self.admit_upload(caller, &meta).await?;
         let name = upload.id.to_string();
+        // Copying a bucket's chunks into the source may outlast the lock's lease: the lock is
+        // renewed meanwhile, so no other request files the upload a second time, and a filing
+        // whose upload was terminated or taken over stops before it becomes a video.
+        let keeper = LockKeeper::start(&self.store, upload, lock, self.config.upload_expiry);
         let received =
-            resumable::stage_complete(&self.media, &name, upload.length, container).await?;
+            match resumable::stage_complete(&self.media, &name, upload.length, container).await {
+                Ok(received) => received,
+                Err(_) if keeper.lost() => return self.lost_lock(upload).await,
+                Err(error) if !self.store.upload_exists(upload.id).await? => {
+                    info!(upload.id = %upload.id, %error, "a terminated upload was not filed");
+                    return Err(TusError::NotFound.into());
+                }
+                Err(TusError::Lost) => {
+                    drop(keeper);
+                    self.discard(upload.id).await;
+                    return Err(TusError::Lost.into());
+                }
+                Err(error) => return Err(error.into()),
+            };
+        if keeper.lost() {
+            return self.lost_lock(upload).await;
+        }
         let video = self.file_upload(caller, received, meta).await?;
         // The video exists. Forget the bytes first: a retry must never file a second copy.
         if let Err(error) = resumable::remove(&self.media, &name).await {
@@ -265,7 +297,56 @@ impl Service {
             Ok(false) => warn!(upload.id = %upload.id, "a filed upload lost its lock"),
             Err(error) => warn!(upload.id = %upload.id, %error, "cannot record a filed upload"),
         }
+        drop(keeper);
         info!(upload.id = %upload.id, video.id = %video.id, "tus upload filed");
         Ok(video)
+    }
+}
+
+/// Renews an upload's lock every [`CHECKPOINT_EVERY`] (well inside [`LOCK_LEASE`]) while the
+/// request holding it files the upload; stops when dropped. [`LockKeeper::lost`] says whether
+/// a renewal found the lock gone (the upload terminated, or expired and taken over).
+struct LockKeeper {
+    task: tokio::task::JoinHandle<()>,
+    lost: Arc<AtomicBool>,
+}
+
+impl LockKeeper {
+    fn start(store: &Store, upload: &Upload, lock: &UploadLock, expiry: Duration) -> Self {
+        let lost = Arc::new(AtomicBool::new(false));
+        let (store, flag, lock) = (store.clone(), lost.clone(), lock.clone());
+        let (id, length) = (upload.id, upload.length);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let renewed = store
+                    .checkpoint_upload(id, &lock, length, None, Some(LOCK_LEASE), expiry)
+                    .await;
+                match renewed {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        flag.store(true, Ordering::Release);
+                        return;
+                    }
+                    // The database is away: the next tick tries again, within the lease.
+                    Err(error) => {
+                        warn!(upload.id = %id, %error, "cannot renew a filing upload's lock")
+                    }
+                }
+            }
+        });
+        Self { task, lost }
+    }
+
+    fn lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for LockKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

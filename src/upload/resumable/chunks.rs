@@ -80,34 +80,47 @@ pub async fn stored_chain(
     upload: &str,
     to: u64,
 ) -> Result<Vec<Range<u64>>, TusError> {
-    let chunks = media
-        .upload_chunks(upload)
-        .await
-        .map_err(UploadError::from)?;
+    let chunks = media.upload_chunks(upload).await.map_err(lost_if_missing)?;
     chain(&chunks, to).ok_or(TusError::Lost)
 }
 
-/// A request's writer for `upload` at `offset`, after checking that the stored chunks still
-/// reach it; with `want_head`, also the upload's first bytes (up to [`SNIFF_LEN`]) for
-/// sniffing a container not yet known.
+/// A chunk listed a moment ago and gone now (the upload was removed meanwhile) is a lost
+/// upload, not a failure of the store.
+fn lost_if_missing(error: MediaError) -> TusError {
+    if error.is_not_found() {
+        TusError::Lost
+    } else {
+        UploadError::from(error).into()
+    }
+}
+
+/// A request's writer for `upload` at `offset`; with `want_head`, also the upload's first
+/// bytes (up to [`SNIFF_LEN`]) for sniffing a container not yet known. A `checksummed`
+/// request's chunks are kept aside until [`ChunkWriter::verified`].
 ///
-/// Errors: [`TusError::Lost`] when the chunks no longer cover `offset`; the store's.
+/// Whether the stored chunks still reach `offset` is not listed here (that would cost every
+/// request a listing of all of them): the filing finds out ([`TusError::Lost`]).
+///
+/// Errors: [`TusError::Lost`] when the head is asked for and the chunks do not cover it; the
+/// store's.
 pub async fn open(
     media: &Media,
     upload: &str,
     offset: u64,
     want_head: bool,
+    checksummed: bool,
 ) -> Result<(ChunkWriter, Vec<u8>), TusError> {
     let head = if want_head {
         let len = SNIFF_LEN.min(usize::try_from(offset).unwrap_or(SNIFF_LEN));
         read_head(media, upload, offset, len).await?
     } else {
-        if offset > 0 {
-            stored_chain(media, upload, offset).await?;
-        }
         Vec::new()
     };
-    Ok((ChunkWriter::new(media.clone(), upload, offset), head))
+    let unverified = checksummed.then(|| uuid::Uuid::new_v4().simple().to_string());
+    Ok((
+        ChunkWriter::new(media.clone(), upload, offset, unverified),
+        head,
+    ))
 }
 
 /// The first `len` bytes of `upload` (for sniffing a container not yet known), read along
@@ -123,9 +136,9 @@ async fn read_head(
         let mut stream = media
             .read_upload_chunk(upload, chunk)
             .await
-            .map_err(UploadError::from)?;
+            .map_err(lost_if_missing)?;
         while let Some(bytes) = stream.next().await {
-            let bytes = bytes.map_err(UploadError::from)?;
+            let bytes = bytes.map_err(lost_if_missing)?;
             head.extend_from_slice(&bytes[..bytes.len().min(len - head.len())]);
             if head.len() == len {
                 return Ok(head);
@@ -156,9 +169,9 @@ pub async fn stage(
         let mut stream = media
             .read_upload_chunk(upload, chunk)
             .await
-            .map_err(UploadError::from)?;
+            .map_err(lost_if_missing)?;
         while let Some(bytes) = stream.next().await {
-            sink.write(bytes.map_err(UploadError::from)?)
+            sink.write(bytes.map_err(lost_if_missing)?)
                 .await
                 .map_err(UploadError::from)?;
         }
@@ -176,11 +189,16 @@ pub struct ChunkWriter {
     gathered: Vec<Bytes>,
     gathered_len: usize,
     puts: JoinSet<Result<(), MediaError>>,
+    /// A checksummed request's tag: its chunks are kept aside until verified.
+    unverified: Option<String>,
+    /// The chunks sent, while they are kept aside.
+    sent: Vec<Range<u64>>,
 }
 
 impl ChunkWriter {
-    /// A writer appending to `upload` at `offset`.
-    pub fn new(media: Media, upload: &str, offset: u64) -> Self {
+    /// A writer appending to `upload` at `offset`; with `unverified`, its chunks are kept
+    /// aside under that tag until [`ChunkWriter::verified`].
+    pub fn new(media: Media, upload: &str, offset: u64, unverified: Option<String>) -> Self {
         Self {
             media,
             upload: upload.to_owned(),
@@ -188,7 +206,37 @@ impl ChunkWriter {
             gathered: Vec::new(),
             gathered_len: 0,
             puts: JoinSet::new(),
+            unverified,
+            sent: Vec::new(),
         }
+    }
+
+    /// Ends a checksummed request: its chunks (every byte stored, see [`ChunkWriter::sync`])
+    /// become the upload's when `matched`, and are deleted otherwise. Nothing for a request
+    /// without a checksum.
+    pub async fn verified(&mut self, matched: bool) -> Result<(), MediaError> {
+        let Some(tag) = self.unverified.clone() else {
+            return Ok(());
+        };
+        if matched {
+            self.sync().await?;
+        } else {
+            // Wait for what is being sent (a PUT cut short may still land after a delete),
+            // failed or not: every chunk that may exist is deleted below.
+            while self.puts.join_next().await.is_some() {}
+        }
+        for chunk in std::mem::take(&mut self.sent) {
+            let promoted = self
+                .media
+                .promote_upload_chunk(&self.upload, chunk, &tag, matched)
+                .await;
+            if matched {
+                promoted?;
+            } else if let Err(error) = promoted {
+                tracing::debug!(upload.id = %self.upload, %error, "an unverified chunk stays until the upload goes");
+            }
+        }
+        Ok(())
     }
 
     /// Gathers `chunk`; a full chunk object is sent, after waiting for a free slot.
@@ -228,9 +276,16 @@ impl ChunkWriter {
         let start = self.start;
         self.start += self.gathered_len as u64;
         self.gathered_len = 0;
+        if self.unverified.is_some() {
+            self.sent.push(start..self.start);
+        }
         let (media, upload) = (self.media.clone(), self.upload.clone());
-        self.puts
-            .spawn(async move { media.put_upload_chunk(&upload, start, parts).await });
+        let tag = self.unverified.clone();
+        self.puts.spawn(async move {
+            media
+                .put_upload_chunk(&upload, start, parts, tag.as_deref())
+                .await
+        });
         Ok(())
     }
 
