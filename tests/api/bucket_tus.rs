@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::bucket::{BUCKET, assert_no_local_media, assert_no_multipart_uploads, bucket_app};
 use crate::fixtures;
-use crate::helpers::TestApp;
+use crate::helpers::{DEADLINE, TestApp, wait_until};
 use crate::s3::S3Server;
 use crate::tus::{created, error_code, header, offset_of, patch, terminate};
 use crate::tus_faults::{send_in_mib, streaming_patch};
@@ -195,13 +195,13 @@ async fn a_slow_request_records_its_offset_as_full_chunks_are_stored() {
     assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
 }
 
-#[tokio::test]
-#[ignore = "needs an S3 server (moto): scripts/test runs it"]
-async fn a_filing_that_outlasts_the_locks_lease_files_the_upload_once() {
-    // A request to the bucket may wait 25 s for an answer (longer than the lock's 15 s lease).
+/// A reel on a fresh bucket whose requests may wait 25 s for an answer (longer than an upload
+/// lock's 15 s lease), and a resumable upload there with every byte stored but not filed (the
+/// queue was full when the last byte came); returns the upload's URL and its bytes.
+async fn an_upload_waiting_to_be_filed(prefix: &str) -> (S3Server, TestApp, String, Vec<u8>) {
     let s3 = S3Server::start();
     s3.create_bucket(BUCKET).await;
-    let mut flags = s3.flags(BUCKET, "tus-long");
+    let mut flags = s3.flags(BUCKET, prefix);
     for (flag, value) in [("--s3-timeout-secs", "25"), ("--lease-secs", "60")] {
         let at = flags.iter().position(|f| f == flag).expect(flag);
         flags[at + 1] = value.to_owned();
@@ -211,7 +211,6 @@ async fn a_filing_that_outlasts_the_locks_lease_files_the_upload_once() {
     let app = TestApp::spawn(&flags);
     let data = std::fs::read(fixtures::standard()).expect("fixture");
     let url = created(&app, data.len() as u64).await;
-    // Every byte is stored, but the queue is full when the last one arrives: not filed yet.
     let queued = app.upload_id(&fixtures::tiny()).await;
     let refused = patch(&app, &url, 0, data.clone(), &[])
         .await
@@ -219,23 +218,32 @@ async fn a_filing_that_outlasts_the_locks_lease_files_the_upload_once() {
     assert_eq!(refused.status(), 503);
     assert_eq!(error_code(refused).await, "queue_full");
     assert_eq!(app.delete(&queued).await, 204);
+    (s3, app, url, data)
+}
 
-    // The retry's filing meets a bucket that does not answer for longer than the lock's
-    // 15 s lease.
+/// The final `PATCH` (no body) that files the upload at `url`, sent in the background.
+fn file_in_background(
+    app: &TestApp,
+    url: &str,
+    length: usize,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let request = app
+        .client
+        .patch(url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", length.to_string())
+        .header("Content-Type", "application/offset+octet-stream")
+        .send();
+    tokio::spawn(request)
+}
+
+#[tokio::test]
+#[ignore = "needs an S3 server (moto): scripts/test runs it"]
+async fn a_filing_that_outlasts_the_locks_lease_files_the_upload_once() {
+    let (s3, app, url, data) = an_upload_waiting_to_be_filed("tus-long").await;
+    // The filing meets a bucket that does not answer for longer than the lock's lease.
     s3.pause();
-    let first = tokio::spawn({
-        let (client, url) = (app.client.clone(), url.clone());
-        let length = data.len().to_string();
-        async move {
-            client
-                .patch(&url)
-                .header("Tus-Resumable", "1.0.0")
-                .header("Upload-Offset", length)
-                .header("Content-Type", "application/offset+octet-stream")
-                .send()
-                .await
-        }
-    });
+    let first = file_in_background(&app, &url, data.len());
     tokio::time::sleep(Duration::from_secs(17)).await;
     // Another try meanwhile (a client whose final request timed out) finds the upload still
     // being filed: the lock was renewed, so it does not file it a second time.
@@ -273,6 +281,29 @@ async fn a_filing_that_outlasts_the_locks_lease_files_the_upload_once() {
     assert_eq!(app.delete(&id).await, 204);
     assert_eq!(s3.keys(BUCKET, "").await, Vec::<String>::new());
     assert_no_multipart_uploads(&s3).await;
+}
+
+#[tokio::test]
+#[ignore = "needs an S3 server (moto): scripts/test runs it"]
+async fn an_upload_terminated_while_it_is_being_filed_does_not_become_a_video() {
+    let (s3, app, url, data) = an_upload_waiting_to_be_filed("tus-gone").await;
+    s3.pause();
+    let filing = file_in_background(&app, &url, data.len());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(terminate(&app, &url).await.status(), 204);
+    s3.resume();
+    let filing = filing.await.expect("join").expect("PATCH");
+    assert_eq!(filing.status(), 404, "the upload was terminated");
+    let (_, list) = app.get_json("/api/v1/videos").await;
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(0),
+        "no video: {list}"
+    );
+    wait_until("the bucket emptied", DEADLINE, async || {
+        s3.keys(BUCKET, "").await.is_empty() && s3.multipart_uploads(BUCKET).await.is_empty()
+    })
+    .await;
 }
 
 /// The video an upload's `HEAD` names (`X-Reel-Video`), once filed.

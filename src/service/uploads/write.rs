@@ -279,7 +279,19 @@ impl Service {
                 }
                 Err(error) => return Err(error.into()),
             };
-        if keeper.lost() {
+        // Once more now, not up to 5 s ago: a terminate that came during the copy wins.
+        let held = self
+            .store
+            .checkpoint_upload(
+                upload.id,
+                lock,
+                upload.length,
+                None,
+                Some(LOCK_LEASE),
+                self.config.upload_expiry,
+            )
+            .await?;
+        if keeper.lost() || !held {
             return self.lost_lock(upload).await;
         }
         let video = self.file_upload(caller, received, meta).await?;
