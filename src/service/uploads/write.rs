@@ -1,6 +1,6 @@
 //! Writing an upload under its lock: the body into the partial file (or chunk objects in a
-//! bucket), the durable offset into
-//! the row (which also renews the lease), and the last byte through the plain upload's filing.
+//! bucket), the durable offset into the row (which also renews the lease), and the last byte
+//! through the plain upload's filing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -221,16 +221,16 @@ impl Service {
     /// after that are removed when nothing needs them any more: the upload was terminated
     /// (its file may have been made again) or filed by the request that took over.
     async fn lost_lock<T>(&self, upload: &Upload) -> Result<T> {
-        match self.store.upload(upload.id).await? {
-            Some(row) if row.video.is_none() => Err(TusError::Locked.into()),
-            row => {
-                resumable::remove(&self.media, &upload.id.to_string()).await?;
-                match row {
-                    Some(_) => Err(TusError::Locked.into()),
-                    None => Err(TusError::NotFound.into()),
-                }
-            }
+        let row = self.store.upload(upload.id).await?;
+        if row.as_ref().is_some_and(|row| row.video.is_none()) {
+            return Err(TusError::Locked.into());
         }
+        resumable::remove(&self.media, &upload.id.to_string()).await?;
+        Err(match row {
+            Some(_) => TusError::Locked,
+            None => TusError::NotFound,
+        }
+        .into())
     }
 
     /// Files a complete upload as a video through the plain upload's admission and filing.
@@ -280,18 +280,7 @@ impl Service {
                 Err(error) => return Err(error.into()),
             };
         // Once more now, not up to 5 s ago: a terminate that came during the copy wins.
-        let held = self
-            .store
-            .checkpoint_upload(
-                upload.id,
-                lock,
-                upload.length,
-                None,
-                Some(LOCK_LEASE),
-                self.config.upload_expiry,
-            )
-            .await?;
-        if keeper.lost() || !held {
+        if !keeper.confirm().await? {
             return self.lost_lock(upload).await;
         }
         let video = self.file_upload(caller, received, meta).await?;
@@ -321,22 +310,53 @@ impl Service {
 struct LockKeeper {
     task: tokio::task::JoinHandle<()>,
     lost: Arc<AtomicBool>,
+    renewal: Renewal,
+}
+
+/// One renewal of a filing upload's lock (its offset is already the length).
+#[derive(Clone)]
+struct Renewal {
+    store: Store,
+    upload: Upload,
+    lock: UploadLock,
+    expiry: Duration,
+}
+
+impl Renewal {
+    /// Whether the lock was still this request's, now renewed for [`LOCK_LEASE`].
+    async fn renew(&self) -> Result<bool> {
+        let (upload, lock) = (&self.upload, &self.lock);
+        let renewed = self
+            .store
+            .checkpoint_upload(
+                upload.id,
+                lock,
+                upload.length,
+                None,
+                Some(LOCK_LEASE),
+                self.expiry,
+            )
+            .await?;
+        Ok(renewed)
+    }
 }
 
 impl LockKeeper {
     fn start(store: &Store, upload: &Upload, lock: &UploadLock, expiry: Duration) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
-        let (store, flag, lock) = (store.clone(), lost.clone(), lock.clone());
-        let (id, length) = (upload.id, upload.length);
+        let renewal = Renewal {
+            store: store.clone(),
+            upload: upload.clone(),
+            lock: lock.clone(),
+            expiry,
+        };
+        let (flag, renewing, id) = (lost.clone(), renewal.clone(), upload.id);
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let renewed = store
-                    .checkpoint_upload(id, &lock, length, None, Some(LOCK_LEASE), expiry)
-                    .await;
-                match renewed {
+                match renewing.renew().await {
                     Ok(true) => {}
                     Ok(false) => {
                         flag.store(true, Ordering::Release);
@@ -349,11 +369,20 @@ impl LockKeeper {
                 }
             }
         });
-        Self { task, lost }
+        Self {
+            task,
+            lost,
+            renewal,
+        }
     }
 
     fn lost(&self) -> bool {
         self.lost.load(Ordering::Acquire)
+    }
+
+    /// Renews the lock now; false when it is no longer this request's.
+    async fn confirm(&self) -> Result<bool> {
+        Ok(!self.lost() && self.renewal.renew().await?)
     }
 }
 
