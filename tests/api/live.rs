@@ -301,11 +301,20 @@ async fn a_worker_that_lost_its_lease_after_playable_leaves_the_next_attempts_la
     .await;
     // The first worker wakes up with its ffmpeg still writing: it must touch nothing.
     paused.signal("CONT");
+    // It notices by its heartbeat, at its commit, or when its ffmpeg (whose work folder the
+    // second attempt took over) failed and the settle found the job held elsewhere.
     wait_until(
         "the paused worker to notice",
         Duration::from_secs(20),
         async || {
-            paused.logs().contains("lease lost") || paused.logs().contains("another worker holds")
+            let logs = paused.logs();
+            [
+                "lease lost",
+                "another worker holds",
+                "the job ended elsewhere",
+            ]
+            .iter()
+            .any(|said| logs.contains(said))
         },
     )
     .await;
